@@ -1,0 +1,65 @@
+"""`python -m capsnet bench`: training throughput and interactive latency, printed as JSON.
+
+Inputs are random tensors of MNIST's shape: speed does not depend on the pixels, and the benchmark needs no data.
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+
+from capsnet.config import ModelConfig
+from capsnet.inference import Predictor
+from capsnet.losses import compile_for_training
+from capsnet.model import build_capsnet
+
+
+def median_seconds(fn, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def training_throughput(precision: str, batch_size: int = 100, steps: int = 20, warmup: int = 5,
+                        config: ModelConfig | None = None) -> float:
+    """Samples per second of full training steps (forward, backward, Adam update), median over `steps`."""
+    keras.mixed_precision.set_dtype_policy(precision)
+    net = build_capsnet(config)
+    compile_for_training(net.train, 1e-3, 0.392)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch_size, 28, 28, 1), dtype=np.float32)
+    y = keras.utils.to_categorical(rng.integers(0, 10, batch_size), 10)
+    seconds = median_seconds(lambda: net.train.train_on_batch([x, y], {"length": y, "reconstruction": x}),
+                             steps, warmup)
+    return batch_size / seconds
+
+
+def inference_latency(precision: str = "float32", repeats: int = 200) -> dict[str, float]:
+    keras.mixed_precision.set_dtype_policy(precision)
+    predictor = Predictor(build_capsnet())
+    image = np.random.default_rng(0).random((28, 28), dtype=np.float32)
+    capsules = predictor.predict(image).capsules
+    return {
+        "classify_reconstruct_ms": 1000 * median_seconds(lambda: predictor.predict(image), repeats, 20),
+        "decode_ms": 1000 * median_seconds(lambda: predictor.decode(capsules, 3), repeats, 20),
+    }
+
+
+def run_benchmark(precisions: list[str], steps: int = 20, batch_size: int = 100) -> dict:
+    results: dict = {"batch_size": batch_size, "steps": steps}
+    for precision in precisions:
+        results[f"train_samples_per_sec_{precision}"] = round(training_throughput(precision, batch_size, steps), 1)
+    if len(precisions) > 1:
+        base = results[f"train_samples_per_sec_{precisions[-1]}"]
+        results[f"speedup_{precisions[0]}_over_{precisions[-1]}"] = round(
+            results[f"train_samples_per_sec_{precisions[0]}"] / base, 3)
+    results.update({k: round(v, 3) for k, v in inference_latency().items()})
+    keras.mixed_precision.set_dtype_policy("float32")
+    return results

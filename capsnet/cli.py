@@ -1,0 +1,233 @@
+"""`python -m capsnet train|test|manipulate|data|bench` — the reference's flags, plus a few of our own.
+
+Run without a command, it behaves like the reference script: train, or with `-t` test a saved model.
+User mistakes (bad flags, missing files, no data) end with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+COMMANDS = ("train", "test", "manipulate", "data", "bench")
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line, never as a traceback."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UserError(f"{self.prog}: {message} (see --help)")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def digit_choice(text: str) -> str:
+    if text != "all" and text not in {str(d) for d in range(10)}:
+        raise argparse.ArgumentTypeError(f"must be 0-9 or 'all', got {text!r}")
+    return text
+
+
+def build_parser() -> Parser:
+    from capsnet.config import TrainConfig  # light: dataclasses only
+
+    d = TrainConfig()
+    parser = Parser(prog="python -m capsnet", description="CapsNet (Sabour et al. 2017) on MNIST.")
+    commands = parser.add_subparsers(dest="command", parser_class=Parser)
+
+    def model_flags(p):
+        p.add_argument("-w", "--weights", help="weights file (default: the pretrained model in assets/)")
+        p.add_argument("-r", "--routings", type=positive_int, help="routing iterations (default: the model's)")
+        p.add_argument("--dataset", default=d.dataset, choices=["mnist", "fashion_mnist"])
+        p.add_argument("--save_dir", default="result", help="where images are written (default: result)")
+        p.add_argument("--digit", type=digit_choice, default="5", help="capsule to manipulate: 0-9 or all")
+
+    train = commands.add_parser("train", help="train a CapsNet (the default command)")
+    train.add_argument("--epochs", type=positive_int, help=f"default {d.epochs}; with --resume, the run's own")
+    train.add_argument("--batch_size", type=positive_int, default=d.batch_size)
+    train.add_argument("--lr", type=float, default=d.lr, help="initial learning rate")
+    train.add_argument("--lr_decay", type=float, default=d.lr_decay, help="lr multiplier per epoch")
+    train.add_argument("--lam_recon", type=float, default=d.lam_recon, help="weight of the reconstruction loss")
+    train.add_argument("-r", "--routings", type=positive_int, default=d.model.routings)
+    train.add_argument("--shift_fraction", type=float, default=d.shift_fraction, help="max shift / image size")
+    train.add_argument("--debug", action="store_true", help="write TensorBoard logs into the run directory")
+    train.add_argument("--save_dir", help="run directory (default: runs/<timestamp>)")
+    train.add_argument("-t", "--testing", action="store_true", help="test the -w model instead of training")
+    train.add_argument("--digit", type=digit_choice, default="5", help="with -t: capsule to manipulate")
+    train.add_argument("-w", "--weights", help="initial weights for training; with -t the model to test")
+    train.add_argument("--dataset", default=d.dataset, choices=["mnist", "fashion_mnist"])
+    train.add_argument("--subset", type=positive_int, help="train on the first N training images only")
+    train.add_argument("--resume", action="store_true", help="continue --save_dir from its last checkpoint")
+    train.add_argument("--precision", default=d.precision, choices=["mixed_bfloat16", "float32"])
+    train.add_argument("--seed", type=int, default=d.seed)
+    train.add_argument("--gpus", type=int, default=None,
+                       help="GPUs to train on with tf.distribute.MirroredStrategy (default: one device)")
+
+    model_flags(commands.add_parser("test", help="test accuracy and real-vs-reconstructed images"))
+    model_flags(commands.add_parser("manipulate", help="16x11 latent manipulation grid of a digit capsule"))
+    data = commands.add_parser("data", help="find (or fetch) the dataset and report its source")
+    data.add_argument("--dataset", default=d.dataset, choices=["mnist", "fashion_mnist"])
+    bench = commands.add_parser("bench", help="training samples/s and inference latency, as JSON")
+    bench.add_argument("--steps", type=positive_int, default=20)
+    bench.add_argument("--batch_size", type=positive_int, default=100)
+    bench.add_argument("--precision", default="mixed_bfloat16,float32",
+                       help="comma-separated policies to compare (default: mixed_bfloat16,float32)")
+    return parser
+
+
+# --- commands -------------------------------------------------------------------------------------------------
+
+def cmd_data(args) -> None:
+    from capsnet.data import load_dataset
+
+    data = load_dataset(args.dataset)
+    print(json.dumps({"dataset": args.dataset, "source": data.source, "train": len(data.x_train),
+                      "test": len(data.x_test)}))
+
+
+def distribution_strategy(gpus: int | None):
+    import tensorflow as tf
+
+    if not gpus:
+        return None
+    available = tf.config.list_logical_devices("GPU")
+    if gpus > len(available):
+        raise UserError(f"--gpus {gpus}: TensorFlow sees {len(available)} GPU(s)")
+    return tf.distribute.MirroredStrategy([g.name for g in available[:gpus]])
+
+
+def cmd_train(args) -> None:
+    if args.testing:
+        args.save_dir = args.save_dir or "result"
+        cmd_test(args)
+        cmd_manipulate(args)
+        return
+    from capsnet.config import TrainConfig
+    from capsnet.rundir import new_run_name
+    from capsnet.train import train
+
+    if args.resume:
+        if not args.save_dir:
+            raise UserError("--resume needs --save_dir: the run directory to continue")
+        save_dir = Path(args.save_dir)
+        if not (save_dir / "config.json").is_file():
+            raise UserError(f"nothing to resume: {save_dir} holds no config.json")
+        # A resumed run keeps its own hyperparameters; only --epochs may extend it.
+        config = TrainConfig.load(save_dir / "config.json")
+        config.epochs = args.epochs or config.epochs
+    else:
+        save_dir = Path(args.save_dir or Path("runs") / new_run_name(f"r{args.routings}"))
+        if (save_dir / "config.json").exists():
+            raise UserError(f"{save_dir} already holds a run; pass --resume to continue it or pick another --save_dir")
+        config = new_config(args)
+    print(f"run directory: {save_dir}", flush=True)
+    net = train(config, save_dir, resume=args.resume, weights=args.weights,
+                strategy=distribution_strategy(args.gpus))
+    from capsnet.rundir import RunDir
+
+    if RunDir(save_dir).read_raw_status().get("state") == "finished":
+        report_test(net, config.dataset, save_dir)
+
+
+def new_config(args):
+    from capsnet.config import ModelConfig, TrainConfig
+
+    return TrainConfig(
+        dataset=args.dataset, epochs=args.epochs or TrainConfig.epochs, batch_size=args.batch_size, lr=args.lr,
+        lr_decay=args.lr_decay,
+        lam_recon=args.lam_recon, shift_fraction=args.shift_fraction, subset=args.subset,
+        precision=args.precision, seed=args.seed, debug=args.debug, model=ModelConfig(routings=args.routings),
+    )
+
+
+def load_for_cli(args):
+    from capsnet.config import ModelConfig
+    from capsnet.inference import load_capsnet, model_config_for
+
+    config = None
+    if args.routings:
+        weights = Path(args.weights) if args.weights else None
+        base = model_config_for(weights) if weights else ModelConfig()
+        base.routings = args.routings
+        config = base
+    return load_capsnet(args.weights, config)
+
+
+def report_test(net, dataset: str, save_dir: Path) -> dict:
+    from capsnet.data import load_dataset
+    from capsnet.evaluate import accuracy_report, predict_all, real_and_reconstructed, save_png
+
+    data = load_dataset(dataset)
+    lengths, recon, _ = predict_all(net, data.x_test)
+    report = accuracy_report(lengths, data.y_test)
+    path = save_png(real_and_reconstructed(data.x_test[:50] / 255.0, recon[:50]), save_dir / "real_and_recon.png")
+    print(f"test accuracy: {report['accuracy']:.4f}  test error: {100 * report['error']:.2f}% "
+          f"({report['errors']} of {report['count']})")
+    print(f"real (top) and reconstructed (bottom) images: {path}")
+    return report
+
+
+def cmd_test(args) -> None:
+    report_test(load_for_cli(args), args.dataset, Path(args.save_dir))
+
+
+def cmd_manipulate(args) -> None:
+    from capsnet.data import load_dataset
+    from capsnet.evaluate import manipulation_grid, pick_example, predict_all, save_png
+
+    net = load_for_cli(args)
+    data = load_dataset(args.dataset)
+    lengths, _, capsules = predict_all(net, data.x_test)
+    digits = range(10) if args.digit == "all" else [int(args.digit)]
+    for digit in digits:
+        index = pick_example(lengths, data.y_test, digit)
+        grid = manipulation_grid(net, capsules[index], digit)
+        path = save_png(grid, Path(args.save_dir) / f"manipulate-{digit}.png")
+        print(f"digit {digit} (test image {index}): 16 dimensions x 11 offsets -> {path}")
+
+
+def cmd_bench(args) -> None:
+    from capsnet.bench import run_benchmark
+
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    unknown = set(precisions) - {"mixed_bfloat16", "float32"}
+    if unknown:
+        raise UserError(f"--precision: unknown policies {sorted(unknown)}")
+    print(json.dumps(run_benchmark(precisions, args.steps, args.batch_size), indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "train")  # the reference has no commands: `capsulenet.py -t -w model.h5`
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {"train": cmd_train, "test": cmd_test, "manipulate": cmd_manipulate, "data": cmd_data,
+                   "bench": cmd_bench}[args.command]
+        handler(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        from capsnet.data import DataUnavailable
+        from capsnet.inference import ModelLoadError
+
+        if isinstance(error, (DataUnavailable, ModelLoadError, FileNotFoundError, ValueError)):
+            message = str(error).replace("\n", " ")
+            print(f"error: {message}", file=sys.stderr)
+            return 2
+        raise
+    return 0

@@ -1,0 +1,64 @@
+"""Hyperparameters in two dataclasses: the network (`ModelConfig`) and how it is trained (`TrainConfig`).
+
+The defaults are the paper's MNIST CapsNet and the reference implementation's training recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ModelConfig:
+    input_shape: tuple[int, int, int] = (28, 28, 1)
+    num_classes: int = 10
+    conv_filters: int = 256
+    conv_kernel: int = 9
+    primary_channels: int = 32  # capsule types in the primary layer
+    primary_dim: int = 8
+    primary_kernel: int = 9
+    primary_strides: int = 2
+    digit_dim: int = 16
+    routings: int = 3
+    decoder_units: tuple[int, ...] = (512, 1024)
+    w_init_stddev: float = 0.05
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
+        return cls(**values)
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "mnist"
+    epochs: int = 50
+    batch_size: int = 100
+    lr: float = 0.001
+    lr_decay: float = 0.9  # learning rate multiplied by this after every epoch
+    lam_recon: float = 0.392  # 0.0005 * 784: the paper's SSE weight expressed for an MSE loss
+    shift_fraction: float = 0.1  # random shifts of up to int(0.1 * 28) = 2 pixels
+    subset: int | None = None  # first N training images only, for quick runs
+    precision: str = "mixed_bfloat16"  # or "float32"
+    seed: int = 0
+    log_every: int = 20  # steps between metrics.jsonl records
+    debug: bool = False  # TensorBoard logs
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)} - {"model"}
+        config = cls(**{k: v for k, v in values.items() if k in known})
+        config.model = ModelConfig.from_dict(values.get("model", {}))
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,97 @@
+"""Testing a trained CapsNet: accuracy, real-vs-reconstructed grids and latent-space manipulation grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from capsnet.model import CapsNet
+
+MANIPULATION_OFFSETS = np.round(np.arange(-0.25, 0.2501, 0.05), 2)  # 11 columns, as in the paper's figure 4
+
+
+def predict_all(net: CapsNet, images: np.ndarray, batch_size: int = 250) -> tuple[np.ndarray, ...]:
+    """uint8 or float images [n, 28, 28] -> (lengths [n, 10], reconstructions [n, 28, 28], capsules [n, 10, 16])."""
+    x = as_model_input(images)
+    lengths, recon, capsules = net.eval.predict(x, batch_size=batch_size, verbose=0)
+    return lengths, recon[..., 0], capsules
+
+
+def as_model_input(images: np.ndarray) -> np.ndarray:
+    x = np.asarray(images)
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    return x.reshape((-1, 28, 28, 1))
+
+
+def accuracy_report(lengths: np.ndarray, labels: np.ndarray, num_classes: int = 10) -> dict:
+    predicted = np.argmax(lengths, axis=1)
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    accuracy = float(np.mean(predicted == labels))
+    return {
+        "accuracy": accuracy,
+        "error": 1.0 - accuracy,
+        "errors": int(np.sum(predicted != labels)),
+        "count": int(len(labels)),
+        "per_class_accuracy": [round(float(a), 6) for a in per_class],
+        "confusion": confusion.tolist(),
+    }
+
+
+def tile(images: np.ndarray, columns: int) -> np.ndarray:
+    """[n, h, w] in [0, 1] -> one [rows*h, columns*w] image, row by row."""
+    n, h, w = images.shape
+    rows = -(-n // columns)
+    canvas = np.zeros((rows * h, columns * w), dtype=np.float32)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
+    return canvas
+
+
+def real_and_reconstructed(real: np.ndarray, reconstructed: np.ndarray, columns: int = 10) -> np.ndarray:
+    """Real digits in the top rows, their reconstructions in the same places below."""
+    return np.concatenate([tile(real, columns), tile(reconstructed, columns)], axis=0)
+
+
+def manipulation_rows(capsules: np.ndarray, digit: int, offsets: np.ndarray = MANIPULATION_OFFSETS) -> np.ndarray:
+    """Every single-dimension edit of capsule `digit`: [dims * len(offsets), classes, dims], row-major by dimension."""
+    dims = capsules.shape[-1]
+    edited = np.repeat(capsules[None], dims * len(offsets), axis=0).astype(np.float32)
+    for d in range(dims):
+        edited[d * len(offsets):(d + 1) * len(offsets), digit, d] += offsets
+    return edited
+
+
+def manipulation_grid(net: CapsNet, capsules: np.ndarray, digit: int,
+                      offsets: np.ndarray = MANIPULATION_OFFSETS) -> np.ndarray:
+    """Decode every edit of `manipulation_rows`: one image, a row per capsule dimension, a column per offset."""
+    edited = manipulation_rows(capsules, digit, offsets)
+    one_hot = np.zeros((len(edited), capsules.shape[0]), np.float32)
+    one_hot[:, digit] = 1.0
+    images = net.decoder.predict([edited, one_hot], batch_size=len(edited), verbose=0)[..., 0]
+    return tile(images, len(offsets))
+
+
+def save_png(image: np.ndarray, path: str | Path, scale: int = 1) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture = Image.fromarray(to_uint8(image))
+    if scale > 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    picture.save(path)
+    return path
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def pick_example(lengths: np.ndarray, labels: np.ndarray, digit: int) -> int:
+    """Index of the first test image of class `digit` that the model classifies correctly (else of that class)."""
+    of_class = np.flatnonzero(labels == digit)
+    correct = of_class[np.argmax(lengths[of_class], axis=1) == digit]
+    return int(correct[0] if len(correct) else of_class[0])

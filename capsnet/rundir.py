@@ -1,0 +1,242 @@
+"""The run directory: everything one training run writes, and the one reader the CLI and the app share.
+
+    <run>/config.json                   every hyperparameter (TrainConfig)
+    <run>/status.json                   state, pid, epoch, message; replaced atomically (temp file + rename)
+    <run>/metrics.jsonl                 one JSON object per `log_every` steps ("kind": "step") and per epoch ("epoch")
+    <run>/log.csv, log.png              per-epoch losses, accuracies and learning rate, regenerated from metrics.jsonl
+    <run>/checkpoints/last.weights.h5   model + optimizer state after the last completed epoch (or graceful stop)
+    <run>/checkpoints/best.weights.h5   model weights with the best validation accuracy so far
+    <run>/checkpoints/state.json        epochs completed, best validation accuracy
+    <run>/trained_model.weights.h5      final model weights
+    <run>/stdout.log                    the process's output, when launched by the app
+    <run>/tensorboard/                  TensorBoard logs (with --debug)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STATES = ("queued", "running", "stopping", "finished", "stopped", "failed", "interrupted")
+ACTIVE_STATES = ("queued", "running", "stopping")
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+EPOCH_COLUMNS = ("epoch", "loss", "margin_loss", "recon_loss", "accuracy",
+                 "val_loss", "val_margin_loss", "val_recon_loss", "val_accuracy", "lr", "seconds")
+
+
+def validate_run_name(name: str) -> str:
+    """Run names become folder names: letters, digits, '_', '-', '.'; no separators, no '..'."""
+    if not RUN_NAME.match(name) or ".." in name:
+        raise ValueError(f"invalid run name {name!r}: use letters, digits, '_', '-' or '.' (at most 80), no '..'")
+    return name
+
+
+def new_run_name(label: str = "") -> str:
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", label).strip("-")[:40]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return validate_run_name(f"{stamp}-{slug}" if slug else stamp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(text)
+    os.chmod(tmp.name, 0o644)
+    os.replace(tmp.name, path)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by its parent) is not running
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every complete record; a half-written last line (the writer is mid-flush) is skipped."""
+    if not path.is_file():
+        return []
+    records = []
+    with open(path) as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # files
+    config_file = property(lambda self: self.path / "config.json")
+    status_file = property(lambda self: self.path / "status.json")
+    metrics_file = property(lambda self: self.path / "metrics.jsonl")
+    log_csv = property(lambda self: self.path / "log.csv")
+    log_png = property(lambda self: self.path / "log.png")
+    stdout_file = property(lambda self: self.path / "stdout.log")
+    checkpoint_dir = property(lambda self: self.path / "checkpoints")
+    last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.weights.h5")
+    best_checkpoint = property(lambda self: self.path / "checkpoints" / "best.weights.h5")
+    checkpoint_state_file = property(lambda self: self.path / "checkpoints" / "state.json")
+    final_weights = property(lambda self: self.path / "trained_model.weights.h5")
+    tensorboard_dir = property(lambda self: self.path / "tensorboard")
+
+    def exists(self) -> bool:
+        return self.config_file.is_file()
+
+    # config ------------------------------------------------------------------------------------------------
+    def read_config(self) -> dict[str, Any]:
+        return json.loads(self.config_file.read_text()) if self.config_file.is_file() else {}
+
+    # status ------------------------------------------------------------------------------------------------
+    def write_status(self, state: str, **fields: Any) -> dict[str, Any]:
+        if state not in STATES:
+            raise ValueError(f"unknown run state {state!r}")
+        status = {**self.read_raw_status(), **fields, "state": state, "updated": time.time()}
+        atomic_write_text(self.status_file, json.dumps(status, indent=2))
+        return status
+
+    def read_raw_status(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.status_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    def read_status(self) -> dict[str, Any]:
+        """The status, corrected for a process that died without saying so: an active state whose pid is gone
+        reads as `interrupted`."""
+        status = self.read_raw_status()
+        if not status:
+            return {"state": "interrupted" if self.exists() else "missing"}
+        if status.get("state") in ACTIVE_STATES and status.get("state") != "queued" and \
+                not pid_alive(status.get("pid")):
+            status = {**status, "state": "interrupted",
+                      "message": "the training process ended without writing a final status"}
+        return status
+
+    # metrics -----------------------------------------------------------------------------------------------
+    def read_metrics(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.metrics_file)
+
+    def epoch_records(self) -> list[dict[str, Any]]:
+        return [r for r in self.read_metrics() if r.get("kind") == "epoch"]
+
+    def step_records(self) -> list[dict[str, Any]]:
+        return [r for r in self.read_metrics() if r.get("kind") == "step"]
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.metrics_file, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+    def truncate_metrics(self, epochs_completed: int) -> None:
+        """Drop records of epochs not covered by the checkpoint, so a resumed run logs them once."""
+        kept = [r for r in self.read_metrics() if r.get("epoch", 0) < epochs_completed]
+        atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def write_epoch_log(self) -> None:
+        """log.csv (and log.png, if matplotlib is installed) from the epoch records."""
+        epochs = self.epoch_records()
+        buffer = [",".join(EPOCH_COLUMNS)]
+        for record in epochs:
+            buffer.append(",".join("" if record.get(c) is None else f"{record[c]:.6g}" for c in EPOCH_COLUMNS))
+        atomic_write_text(self.log_csv, "\n".join(buffer) + "\n")
+        if epochs:
+            plot_epoch_log(epochs, self.log_png)
+
+    def read_log_csv(self) -> list[dict[str, float]]:
+        if not self.log_csv.is_file():
+            return []
+        with open(self.log_csv) as f:
+            return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+    # checkpoints -------------------------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.checkpoint_state_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    def best_weights(self) -> Path | None:
+        """The weights a user would pick from this run: the final ones, else the best checkpoint so far."""
+        for path in (self.final_weights, self.best_checkpoint):
+            if path.is_file():
+                return path
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        status = self.read_status()
+        epochs = self.epoch_records()
+        val = [r["val_accuracy"] for r in epochs if r.get("val_accuracy") is not None]
+        return {
+            "name": self.name,
+            "state": status.get("state"),
+            "epochs_done": len(epochs),
+            "best_val_accuracy": max(val) if val else None,
+            "started": status.get("started"),
+            "updated": status.get("updated"),
+            "device": status.get("device"),
+            "message": status.get("message"),
+        }
+
+
+def list_runs(root: str | Path = "runs") -> list[RunDir]:
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and RUN_NAME.match(p.name)]
+    return sorted((r for r in runs if r.exists()), key=lambda r: r.name, reverse=True)
+
+
+def plot_epoch_log(epochs: list[dict[str, Any]], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    x = [r["epoch"] + 1 for r in epochs]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in ("loss", "margin_loss", "recon_loss", "val_loss"):
+        if all(key in r for r in epochs):
+            loss_ax.plot(x, [r[key] for r in epochs], label=key)
+    loss_ax.set(xlabel="epoch", title="losses", yscale="log")
+    loss_ax.legend()
+    for key in ("accuracy", "val_accuracy"):
+        if all(key in r for r in epochs):
+            acc_ax.plot(x, [r[key] for r in epochs], label=key)
+    acc_ax.set(xlabel="epoch", title="accuracy")
+    acc_ax.legend()
+    fig.tight_layout()
+    partial = path.with_name(f".{path.name}.part.png")
+    fig.savefig(partial, dpi=100)
+    plt.close(fig)
+    os.replace(partial, path)

@@ -1,0 +1,243 @@
+"""Training: input pipeline, callbacks that write the run directory, checkpoints, resume and graceful stop.
+
+`train()` is the whole recipe. Building and compiling happen inside `strategy.scope()`, so passing a
+`tf.distribute` strategy (e.g. `MirroredStrategy` for several GPUs) is all multi-device training needs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from capsnet.config import TrainConfig
+from capsnet.data import Dataset, load_dataset
+from capsnet.losses import compile_for_training, rename_logs
+from capsnet.model import CapsNet, build_capsnet
+from capsnet.rundir import RunDir, atomic_write_text
+
+# --- input pipeline -------------------------------------------------------------------------------------------
+
+def to_model_inputs(images, labels, num_classes: int = 10):
+    """uint8 [b, 28, 28] + int labels -> ((image, one-hot), {"length": one-hot, "reconstruction": image})."""
+    images = tf.cast(images, tf.float32)[..., None] / 255.0
+    one_hot = tf.one_hot(tf.cast(labels, tf.int32), num_classes)
+    return (images, one_hot), {"length": one_hot, "reconstruction": images}
+
+
+def make_datasets(data: Dataset, batch_size: int, shift_fraction: float, seed: int) -> tuple[tf.data.Dataset, ...]:
+    max_shift = int(shift_fraction * data.x_train.shape[1])
+    # Nearest-neighbour translation by up to `max_shift` whole pixels, zero fill: the paper's augmentation.
+    shift = keras.layers.RandomTranslation(
+        max_shift / data.x_train.shape[1], max_shift / data.x_train.shape[2],
+        fill_mode="constant", interpolation="nearest", seed=seed,
+    ) if max_shift else None
+
+    def augment(inputs, targets):
+        image, one_hot = inputs
+        if shift is not None:
+            image = shift(image, training=True)
+        return (image, one_hot), {"length": one_hot, "reconstruction": image}
+
+    train = (
+        tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
+        .shuffle(len(data.x_train), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
+        .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    test = (
+        tf.data.Dataset.from_tensor_slices((data.x_test, data.y_test))
+        .batch(batch_size)
+        .map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
+        .cache()
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return train, test
+
+
+# --- callbacks ------------------------------------------------------------------------------------------------
+
+class GracefulStop(keras.callbacks.Callback):
+    """SIGTERM/SIGINT finish the current step, then stop; `RunRecorder` writes the checkpoint."""
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+        self.previous = {}
+
+    def on_train_begin(self, logs=None):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.previous[sig] = signal.signal(sig, self.request)
+
+    def request(self, signum, frame):
+        self.requested = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.requested:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Writes metrics.jsonl, log.csv/png, status.json and the checkpoints of a run directory."""
+
+    def __init__(self, run: RunDir, net: CapsNet, config: TrainConfig, steps_per_epoch: int, stop: GracefulStop):
+        super().__init__()
+        self.run, self.net, self.config = run, net, config
+        self.steps_per_epoch = steps_per_epoch
+        self.stop = stop
+        self.best_val_accuracy = run.checkpoint_state().get("best_val_accuracy", -1.0)
+        self.epoch = 0
+        self.steps_done = 0
+
+    def current_lr(self) -> float:
+        return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.steps_done = 0
+        self.epoch_start = self.window_start = time.perf_counter()
+        self.window_steps = 0
+        self.run.write_status("running", epoch=epoch, step=0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps_done = batch + 1
+        self.window_steps += 1
+        if self.steps_done % self.config.log_every and self.steps_done != self.steps_per_epoch:
+            return
+        now = time.perf_counter()
+        samples_per_sec = self.window_steps * self.config.batch_size / max(now - self.window_start, 1e-9)
+        self.window_start, self.window_steps = now, 0
+        record = {
+            "kind": "step", "epoch": self.epoch, "step": self.steps_done,
+            "global_step": self.epoch * self.steps_per_epoch + self.steps_done,
+            **rename_logs(logs or {}), "lr": self.current_lr(), "samples_per_sec": samples_per_sec,
+            "time": time.time(),
+        }
+        self.run.append_metrics(record)
+        self.run.write_status("running", epoch=self.epoch, step=self.steps_done,
+                              steps_per_epoch=self.steps_per_epoch, samples_per_sec=samples_per_sec)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.stop.requested and self.steps_done < self.steps_per_epoch:
+            # An unfinished epoch: keep its weights and optimizer state, but count it as not done.
+            self.save_checkpoint(epochs_completed=epoch)
+            return
+        record = {"kind": "epoch", "epoch": epoch, **rename_logs(logs or {}), "lr": self.current_lr(),
+                  "seconds": time.perf_counter() - self.epoch_start, "time": time.time()}
+        self.run.append_metrics(record)
+        self.run.write_epoch_log()
+        val_accuracy = record.get("val_accuracy", record.get("accuracy", 0.0))
+        self.run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if val_accuracy > self.best_val_accuracy:
+            self.best_val_accuracy = val_accuracy
+            partial = self.run.checkpoint_dir / ".best.part.weights.h5"
+            self.net.save_weights(partial)
+            partial.replace(self.run.best_checkpoint)
+        self.save_checkpoint(epochs_completed=epoch + 1)
+
+    def save_checkpoint(self, epochs_completed: int) -> None:
+        self.run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        partial = self.run.checkpoint_dir / ".last.part.weights.h5"
+        self.model.save_weights(partial)  # model and optimizer state
+        partial.replace(self.run.last_checkpoint)
+        atomic_write_text(self.run.checkpoint_state_file, json.dumps(
+            {"epochs_completed": epochs_completed, "best_val_accuracy": self.best_val_accuracy}))
+
+
+# --- the recipe -----------------------------------------------------------------------------------------------
+
+def describe_device() -> str:
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        names = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+                 for g in tf.config.list_physical_devices("GPU")]
+        return ", ".join(names)
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def set_precision(precision: str) -> None:
+    if precision not in ("mixed_bfloat16", "float32", "mixed_float16"):
+        raise ValueError(f"unknown precision {precision!r}; use mixed_bfloat16 or float32")
+    keras.mixed_precision.set_dtype_policy(precision)
+
+
+def restore_training_state(model: keras.Model, checkpoint: Path) -> None:
+    """Load model and optimizer state; the optimizer's slots must exist before they can be filled."""
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(checkpoint)
+
+
+def train(config: TrainConfig, save_dir: str | Path, resume: bool = False, weights: str | None = None,
+          strategy: tf.distribute.Strategy | None = None, data: Dataset | None = None, verbose: int = 1) -> CapsNet:
+    """Train a CapsNet into `save_dir` (a run directory).
+
+    With `resume`, continue from the directory's last checkpoint; `config` should then be the run's own
+    (`TrainConfig.load(run.config_file)`), possibly with more epochs.
+    """
+    run = RunDir(save_dir)
+    strategy = strategy or tf.distribute.get_strategy()
+    if resume and not run.last_checkpoint.is_file():
+        raise FileNotFoundError(f"nothing to resume in {run.path}: no {run.last_checkpoint.name}")
+    run.path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.config_file, config.to_json())
+    run.write_status("running", pid=os.getpid(), device=describe_device(),
+                     started=run.read_raw_status().get("started", time.time()), message="")
+    try:
+        net = fit(config, run, resume, weights, strategy, data, verbose)
+    except BaseException as error:
+        run.write_status("failed", message=f"{type(error).__name__}: {error}"[:500])
+        raise
+    return net
+
+
+def fit(config: TrainConfig, run: RunDir, resume: bool, weights: str | None,
+        strategy: tf.distribute.Strategy, data: Dataset | None, verbose: int) -> CapsNet:
+    set_precision(config.precision)
+    keras.utils.set_random_seed(config.seed)
+    data = (data or load_dataset(config.dataset)).subset(config.subset)
+    initial_epoch = run.checkpoint_state().get("epochs_completed", 0) if resume else 0
+    global_batch = config.batch_size
+    train_ds, test_ds = make_datasets(data, global_batch, config.shift_fraction, config.seed + initial_epoch)
+    steps_per_epoch = math.ceil(len(data.x_train) / global_batch)
+
+    with strategy.scope():
+        net = build_capsnet(config.model)
+        compile_for_training(net.train, config.lr, config.lam_recon)
+        if resume:
+            restore_training_state(net.train, run.last_checkpoint)
+            run.truncate_metrics(initial_epoch)
+        elif weights:
+            net.load_weights(weights)
+
+    stop = GracefulStop()
+    callbacks = [
+        keras.callbacks.LearningRateScheduler(lambda epoch: config.lr * config.lr_decay ** epoch),
+        stop,
+        RunRecorder(run, net, config, steps_per_epoch, stop),
+    ]
+    if config.debug:
+        callbacks.append(keras.callbacks.TensorBoard(str(run.tensorboard_dir), histogram_freq=1))
+
+    if initial_epoch < config.epochs:
+        net.train.fit(train_ds, validation_data=test_ds, epochs=config.epochs, initial_epoch=initial_epoch,
+                      callbacks=callbacks, verbose=verbose, shuffle=False)
+    if stop.requested:
+        run.write_status("stopped", message="stopped by request; resume continues from the last checkpoint")
+        return net
+    net.save_weights(run.final_weights)
+    epochs = run.epoch_records()
+    run.write_status("finished", message="", final_val_accuracy=epochs[-1].get("val_accuracy") if epochs else None)
+    return net
+
