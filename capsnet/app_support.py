@@ -1,0 +1,215 @@
+"""Everything the explorer's pages share: session keys, cached models and data, the model picker, figures.
+
+Pages import this module first. It brings in pandas, Plotly and TensorFlow at import time, on purpose: importing
+them lazily, inside a fragment's rerun, raced with other reruns in our trials. It also caps TensorFlow's thread pools
+before TensorFlow starts, because one Streamlit process serves every browser session (and may share the machine
+with a training run): single-image inference gains nothing from more than a few threads, and contention hurts it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd  # noqa: F401  -- imported up front, see the docstring
+import plotly.graph_objects as go
+import streamlit as st
+import tensorflow as tf
+
+from capsnet import catalog
+from capsnet.catalog import ModelChoice
+from capsnet.evaluate import accuracy_report, manipulation_grid, predict_all, to_uint8
+from capsnet.explore import enlarge, png_bytes
+from capsnet.inference import ModelLoadError, Predictor, load_capsnet
+from capsnet.sample import TestDigits, load_test_digits
+
+
+def configure_threads() -> None:
+    """At most 4 threads per op ($CAPSNET_TF_THREADS overrides); a no-op once TensorFlow is running."""
+    threads = int(os.environ.get("CAPSNET_TF_THREADS", "0")) or min(4, os.cpu_count() or 1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(2)
+    except RuntimeError:  # already initialised (a test process that built a model first): keep its settings
+        pass
+
+
+configure_threads()
+
+# session_state keys, one place for all pages ----------------------------------------------------------------------
+MODEL = "model.choice"  # the chosen ModelChoice.key; survives page switches (widget state does not)
+MODEL_PICKER = "model.picker"  # the sidebar selectbox, re-synced from MODEL on every page
+WEIGHTS_UPLOAD = "model.upload"  # Home's .weights.h5 uploader
+UPLOAD_MESSAGE = "model.upload_message"  # the outcome of the last weights upload, shown once
+CANVAS = "draw.canvas"  # the drawable canvas: its value is {"drawing": {"raw": fabric JSON, "data": PNG data URL}}
+IMAGE_UPLOAD = "draw.upload"  # Draw's image uploader
+DRAWING = "draw.image"  # the last preprocessed 28x28 input from the Draw page, for the Latent page
+LATENT_PICK = "latent.pick"  # a test-digit position sent from the Reconstruct page, consumed by Latent
+LATENT_SOURCE = "latent.source"  # "Test image" or "Last drawing"
+LATENT_CLASS = "latent.class"
+LATENT_POSITION = "latent.position"  # which test image of that class, counting from 0
+LATENT_ABSOLUTE = "latent.absolute"  # sliders hold absolute capsule values instead of offsets
+LATENT_GENERATION = "latent.generation"  # bumped on reset / new digit: slider keys change, so they start afresh
+
+PAGES = {"home": "app.py", "draw": "pages/1_Draw.py", "reconstruct": "pages/2_Reconstruct.py",
+         "latent": "pages/3_Latent.py", "train": "pages/4_Train.py"}
+REPO = Path(__file__).resolve().parent.parent
+DISPLAY_SCALE = 8  # 28 px digits are shown at 224 px
+
+
+@dataclass
+class ActiveModel:
+    choice: ModelChoice
+    predictor: Predictor
+    version: float  # weights file mtime, part of every cache key derived from this model
+
+    @property
+    def cache_key(self) -> tuple[str, float]:
+        return str(self.choice.weights), self.version
+
+
+# cached resources: one copy per process, shared by all sessions ---------------------------------------------------
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def load_predictor(weights: str, version: float) -> Predictor:
+    """The one model-loading path (`load_capsnet`), warmed up so that the first interaction is not the slow one.
+    `version` (the file's mtime) is only a cache key: a file rewritten in place is loaded again."""
+    predictor = Predictor(load_capsnet(weights))
+    warm = predictor.predict(np.zeros((28, 28), np.float32))
+    predictor.decode(warm.capsules, warm.digit)  # traces the decoder's tf.function too
+    return predictor
+
+
+@st.cache_resource(show_spinner="Loading the test digits…")
+def test_digits() -> TestDigits:
+    return load_test_digits()
+
+
+@dataclass
+class Evaluation:
+    lengths: np.ndarray  # [n, 10]
+    reconstructions: np.ndarray  # [n, 28, 28]
+    capsules: np.ndarray  # [n, 10, 16]
+    report: dict  # capsnet.evaluate.accuracy_report over the first n test digits
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return np.argmax(self.lengths, axis=1)
+
+
+@st.cache_resource(max_entries=6, show_spinner="Classifying the test digits…")
+def evaluate(weights: str, version: float, count: int) -> Evaluation:
+    """Batch predictions for the first `count` test digits (read-only arrays: cache_resource does not copy)."""
+    digits = test_digits()
+    predictor = load_predictor(weights, version)
+    lengths, reconstructions, capsules = predict_all(predictor.net, digits.images[:count])
+    return Evaluation(lengths, reconstructions, capsules, accuracy_report(lengths, digits.labels[:count]))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def manipulation(weights: str, version: float, capsules: bytes, digit: int) -> tuple[np.ndarray, bytes]:
+    """The 16x11 manipulation grid of capsule `digit` (`capsules`: the [10, 16] float32 array's bytes) and its PNG."""
+    net = load_predictor(weights, version).net
+    grid = manipulation_grid(net, np.frombuffer(capsules, np.float32).reshape(net.config.num_classes, -1), digit)
+    return grid, png_bytes(grid, scale=2)
+
+
+# the model picker ---------------------------------------------------------------------------------------------------
+def model_picker() -> ModelChoice | None:
+    """The sidebar's model selectbox, the same on every page; the choice lives in session_state[MODEL]."""
+    choices = catalog.available_models()
+    if not choices:
+        st.sidebar.info("No trained model yet.")
+        return None
+    by_key = {choice.key: choice for choice in choices}
+    if st.session_state.get(MODEL) not in by_key:
+        st.session_state[MODEL] = choices[0].key
+    st.session_state[MODEL_PICKER] = st.session_state[MODEL]  # before the widget exists: allowed, and no warning
+
+    def remember() -> None:
+        st.session_state[MODEL] = st.session_state[MODEL_PICKER]
+
+    st.sidebar.selectbox("Model", list(by_key), format_func=lambda key: by_key[key].label, key=MODEL_PICKER,
+                         on_change=remember, help="Shared by all pages. Upload your own on the Home page.")
+    return by_key[st.session_state[MODEL]]
+
+
+def active_model(show_errors: bool = True) -> ActiveModel | None:
+    """The picked model, loaded (once per process); None, with the reason shown, if there is none or it is bad."""
+    choice = model_picker()
+    if choice is None:
+        return None
+    version = catalog.weights_version(choice.weights)
+    try:
+        predictor = load_predictor(str(choice.weights), version)
+    except ModelLoadError as error:
+        if show_errors:
+            st.error(f"Cannot load the model: {error}")
+        return None
+    return ActiveModel(choice, predictor, version)
+
+
+def require_model() -> ActiveModel:
+    """For pages that need a model: stop with a hint (not an error) when there is none."""
+    model = active_model()
+    if model is None:
+        no_model_hint()
+        st.stop()
+    return model
+
+
+def no_model_hint() -> None:
+    st.info("There is no model to explore yet: pick or upload one on the Home page, or train one.")
+    st.page_link(PAGES["home"], label="Home: choose a model", icon="🏠")
+    train_link()
+
+
+def train_link() -> None:
+    if (REPO / PAGES["train"]).is_file():
+        st.page_link(PAGES["train"], label="Train a model", icon="🏋️")
+    else:
+        st.markdown("Train one from a terminal: `python -m capsnet train` (results go to `runs/`).")
+
+
+def save_weights_upload() -> None:
+    """on_change of Home's weights uploader: keep the file and make it the active model."""
+    upload = st.session_state.get(WEIGHTS_UPLOAD)
+    if upload is None:
+        return
+    try:
+        choice = catalog.save_uploaded_weights(upload.getvalue(), upload.name)
+        load_predictor(str(choice.weights), catalog.weights_version(choice.weights))  # fail here, not on a page
+    except (ValueError, ModelLoadError) as error:
+        st.session_state[UPLOAD_MESSAGE] = ("error", str(error))
+        return
+    st.session_state[MODEL] = choice.key
+    st.session_state[UPLOAD_MESSAGE] = ("success", f"Loaded {upload.name}: it is now the active model.")
+
+
+# display helpers -------------------------------------------------------------------------------------------------
+def show_digit(image: np.ndarray, caption: str | None = None, scale: int = DISPLAY_SCALE, where=st) -> None:
+    """A 28x28 image, enlarged with hard pixel edges."""
+    where.image(to_uint8(enlarge(image, scale)), caption=caption, output_format="PNG")  # JPEG would blur them
+
+
+def lengths_figure(lengths: np.ndarray, highlight: int | None = None) -> go.Figure:
+    """All capsule lengths as bars: the network's confidence in each class (lengths are in [0, 1])."""
+    colors = ["#ff4b4b" if digit == highlight else "#7aa6d6" for digit in range(len(lengths))]
+    figure = go.Figure(go.Bar(x=[str(d) for d in range(len(lengths))], y=lengths, marker_color=colors,
+                              hovertemplate="capsule %{x}: length %{y:.3f}<extra></extra>"))
+    figure.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), title="Capsule lengths",
+                         yaxis=dict(range=[0, 1]), xaxis=dict(title="class", type="category"))
+    return figure
+
+
+def confusion_figure(confusion: list[list[int]]) -> go.Figure:
+    matrix = np.asarray(confusion)
+    figure = go.Figure(go.Heatmap(z=matrix, x=[str(d) for d in range(len(matrix))],
+                                  y=[str(d) for d in range(len(matrix))], colorscale="Blues", showscale=False,
+                                  text=matrix, texttemplate="%{text}",
+                                  hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
+    figure.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), title="Confusion matrix",
+                         xaxis=dict(title="predicted", type="category"),
+                         yaxis=dict(title="true", type="category", autorange="reversed"))
+    return figure

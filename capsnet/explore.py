@@ -1,0 +1,56 @@
+"""Small pure functions behind the explorer's pages: picking examples, editing a capsule, preparing images.
+
+They hold no Streamlit state, so the pages stay thin and these are tested like any other function.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from capsnet.evaluate import to_uint8
+
+
+def enlarge(image: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscaling, so browsers show crisp 28x28 pixels instead of a blur."""
+    return np.kron(np.asarray(image, np.float32), np.ones((scale, scale), np.float32))
+
+
+def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
+    """A [h, w] image in [0, 1] as PNG bytes (for downloads)."""
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(enlarge(image, scale) if scale > 1 else image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def edit_capsule(capsules: np.ndarray, digit: int, values: np.ndarray, absolute: bool) -> np.ndarray:
+    """Digit capsules [classes, dims] with capsule `digit` replaced by `values` (absolute) or shifted by them."""
+    edited = np.array(capsules, np.float32, copy=True)
+    values = np.asarray(values, np.float32)
+    edited[digit] = values if absolute else edited[digit] + values
+    return edited
+
+
+def choose_examples(labels: np.ndarray, predicted: np.ndarray, count: int, seed: int | None = None,
+                    digit: int | None = None, misclassified: bool = False) -> np.ndarray:
+    """Positions of up to `count` examples of class `digit` (None: all), only the misclassified ones if asked;
+    in order with `seed=None`, else a random draw that the same seed repeats."""
+    keep = np.ones(len(labels), bool)
+    if digit is not None:
+        keep &= labels == digit
+    if misclassified:
+        keep &= predicted != labels
+    positions = np.flatnonzero(keep)
+    if seed is not None and len(positions) > count:
+        positions = np.sort(np.random.default_rng(seed).choice(positions, count, replace=False))
+    return positions[:count]
+
+
+def real_over_reconstruction(real: np.ndarray, reconstruction: np.ndarray, gap: int = 1) -> np.ndarray:
+    """One test image above its reconstruction, separated by a thin grey line."""
+    real = np.asarray(real)
+    real = real.astype(np.float32) / 255.0 if real.dtype == np.uint8 else real.astype(np.float32)
+    line = np.full((gap, real.shape[1]), 0.5, np.float32)
+    return np.concatenate([real, line, np.asarray(reconstruction, np.float32)], axis=0)

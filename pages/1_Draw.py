@@ -1,0 +1,68 @@
+"""Draw: a digit from the canvas or an image file -> the 28x28 input, every capsule's length, the reconstruction."""
+
+import numpy as np
+import pandas as pd  # noqa: F401  -- heavy imports at the top of every entry script (see capsnet.app_support)
+import plotly.graph_objects as go  # noqa: F401
+import streamlit as st
+import tensorflow as tf  # noqa: F401
+from streamlit_drawable_canvas import st_canvas
+
+from capsnet import app_support as ui
+from capsnet.preprocess import UnreadableImage, from_canvas, from_upload
+
+st.set_page_config(page_title="Draw · CapsNet Explorer", page_icon="✏️", layout="wide")
+st.title("Draw a digit")
+model = ui.require_model()
+IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
+
+
+def read_input() -> tuple[np.ndarray | None, str | None]:
+    """The canvas and the uploader; an uploaded image, while there is one, wins. Returns the 28x28 input (None if
+    there is none) and what went wrong, if anything, for the user."""
+    canvas = st_canvas(stroke_width=18, stroke_color="#FFFFFF", background_color="#000000", width=280, height=280,
+                       drawing_mode="freedraw", return_image_data=True, update_streamlit=True, key=ui.CANVAS)
+    st.caption("White ink on black, like MNIST. The toolbar under the canvas undoes and clears.")
+    upload = st.file_uploader("…or upload a photo or scan of a digit", type=IMAGE_TYPES, key=ui.IMAGE_UPLOAD)
+    if upload is not None:
+        try:
+            image = from_upload(upload.getvalue())
+        except UnreadableImage as error:
+            return None, f"Could not read {upload.name}: {error}."
+        return image, None if image is not None else f"No digit found in {upload.name}: it looks blank."
+    strokes = (canvas.json_data or {}).get("objects") or []
+    if not strokes:  # no need to decode the PNG of an empty canvas
+        return None, None
+    pixels = canvas.image_data
+    return (from_canvas(pixels) if pixels is not None else None), None
+
+
+# Canvas, uploader and results rerun together, and alone: a stroke does not rerun the sidebar or the page around it.
+@st.fragment
+def draw_and_predict(model: ui.ActiveModel) -> None:
+    left, right = st.columns([1, 1.4], gap="large")
+    with left:
+        image, problem = read_input()
+    with right:
+        if problem:
+            st.warning(problem)
+        if image is None:
+            if not problem:
+                st.info("Draw a digit on the canvas (or upload an image) to see what the capsules make of it.")
+            return
+        prediction = model.predictor.predict(image)
+        st.session_state[ui.DRAWING] = image  # the Latent page can start from this drawing
+        digit = prediction.digit
+        st.markdown(f"## Prediction: {digit}")
+        st.caption(f"capsule length {prediction.lengths[digit]:.3f} (a capsule's length is its probability)")
+        columns = st.columns(3)
+        ui.show_digit(image, "what the model sees (28×28)", scale=5, where=columns[0])
+        ui.show_digit(prediction.reconstruction, f"reconstruction from capsule {digit}", scale=5, where=columns[1])
+        other = columns[2].segmented_control("Reconstruct as", list(range(10)), key="draw.as_class",
+                                             help="Decode the same capsules as if another class had won.")
+        if other is not None:
+            ui.show_digit(model.predictor.decode(prediction.capsules, other), f"as a {other}", scale=5,
+                          where=columns[2])
+        st.plotly_chart(ui.lengths_figure(prediction.lengths, highlight=digit), config={"displayModeBar": False})
+
+
+draw_and_predict(model)

@@ -1,0 +1,63 @@
+"""Reconstruct: test digits above their reconstructions, test accuracy and the confusion matrix of the active model."""
+
+import numpy as np
+import pandas as pd  # heavy imports at the top of every entry script (see capsnet.app_support)
+import plotly.graph_objects as go  # noqa: F401
+import streamlit as st
+import tensorflow as tf  # noqa: F401
+
+from capsnet import app_support as ui
+from capsnet.explore import choose_examples, real_over_reconstruction
+
+st.set_page_config(page_title="Reconstruct · CapsNet Explorer", page_icon="🔁", layout="wide")
+st.title("Real vs. reconstructed")
+model = ui.require_model()
+digits = ui.test_digits()
+COLUMNS = 10
+
+with st.sidebar:
+    st.header("Test images")
+    sizes = sorted({min(1000, len(digits.labels)), len(digits.labels)})
+    size = st.selectbox("Evaluate on", sizes, format_func=lambda n: f"the first {n:,} test images",
+                        key="reconstruct.size", help="The whole MNIST test set takes about a minute on a CPU.")
+    count = st.slider("Images shown", 10, 100, 20, step=10, key="reconstruct.count")
+    digit = st.selectbox("Class", [None, *range(10)], format_func=lambda d: "all" if d is None else str(d),
+                         key="reconstruct.class")
+    wrong_only = st.toggle("Misclassified only", key="reconstruct.wrong")
+    shuffle = st.toggle("Random draw", key="reconstruct.shuffle", help="Off: the first matching test images.")
+    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="reconstruct.seed", disabled=not shuffle,
+                           help="The same seed draws the same images.")
+
+evaluation = ui.evaluate(*model.cache_key, size)
+report = evaluation.report
+labels = digits.labels[:size]
+
+summary, matrix = st.columns([1, 1.2], gap="large")
+with summary:
+    st.metric(f"Test accuracy on {report['count']:,} images", f"{100 * report['accuracy']:.2f}%",
+              help=f"{report['errors']} misclassified; test images from {digits.source}.")
+    accuracy = np.round(100 * np.array(report["per_class_accuracy"]), 2)
+    st.dataframe(pd.DataFrame({"class": range(10), "accuracy %": accuracy}), hide_index=True, height=390)
+with matrix:
+    st.plotly_chart(ui.confusion_figure(report["confusion"]), config={"displayModeBar": False})
+
+positions = choose_examples(labels, evaluation.predicted, count, seed=int(seed) if shuffle else None, digit=digit,
+                            misclassified=wrong_only)
+st.subheader("Each test image above its reconstruction")
+if len(positions) == 0:
+    st.info("No test image matches these filters" + (" (this model gets them all right)." if wrong_only else "."))
+
+
+def send_to_latent(position: int) -> None:
+    st.session_state[ui.LATENT_PICK] = int(position)
+
+
+for start in range(0, len(positions), COLUMNS):
+    for column, position in zip(st.columns(COLUMNS), positions[start:start + COLUMNS], strict=False):
+        label, predicted = int(labels[position]), int(evaluation.predicted[position])
+        mark = "" if label == predicted else " ✗"
+        ui.show_digit(real_over_reconstruction(digits.images[position], evaluation.reconstructions[position]),
+                      f"#{digits.indices[position]}: {label}→{predicted}{mark}", scale=3, where=column)
+        if column.button("Latent", key=f"reconstruct.send.{position}", help="Explore this digit's capsule",
+                         on_click=send_to_latent, args=(position,)):
+            st.switch_page(ui.PAGES["latent"])

@@ -1,0 +1,95 @@
+"""Latent: move through the 16 dimensions of a digit's winning capsule and watch the reconstruction follow."""
+
+import zlib
+
+import numpy as np
+import pandas as pd  # noqa: F401  -- heavy imports at the top of every entry script (see capsnet.app_support)
+import plotly.graph_objects as go  # noqa: F401
+import streamlit as st
+import tensorflow as tf  # noqa: F401
+
+from capsnet import app_support as ui
+from capsnet.evaluate import MANIPULATION_OFFSETS, to_uint8
+from capsnet.explore import edit_capsule, enlarge
+
+st.set_page_config(page_title="Latent · CapsNet Explorer", page_icon="🎚️", layout="wide")
+st.title("Inside a capsule")
+model = ui.require_model()
+digits = ui.test_digits()
+TEST, DRAWING = "Test image", "Last drawing"
+
+# A digit sent from the Reconstruct page: select it in the widgets below (allowed, since they do not exist yet).
+if (sent := st.session_state.pop(ui.LATENT_PICK, None)) is not None:
+    label = int(digits.labels[sent])
+    st.session_state[ui.LATENT_SOURCE] = TEST
+    st.session_state[ui.LATENT_CLASS] = label
+    st.session_state[ui.LATENT_POSITION] = int(np.searchsorted(np.flatnonzero(digits.labels == label), sent))
+
+sources = [TEST, DRAWING] if ui.DRAWING in st.session_state else [TEST]
+pick = st.columns([1.2, 1, 1, 2])
+source = pick[0].radio("Digit", sources, key=ui.LATENT_SOURCE, horizontal=True)
+if source == DRAWING:
+    image = st.session_state[ui.DRAWING]
+    identity, caption = f"drawing-{zlib.crc32(image.tobytes())}", "your last drawing"
+else:
+    label = pick[1].selectbox("Class", range(10), key=ui.LATENT_CLASS)
+    of_class = np.flatnonzero(digits.labels == label)
+    if st.session_state.get(ui.LATENT_POSITION, 0) >= len(of_class):
+        st.session_state[ui.LATENT_POSITION] = 0
+    position = pick[2].number_input(f"Example (of {len(of_class)})", 0, len(of_class) - 1, key=ui.LATENT_POSITION)
+    index = of_class[position]
+    image = digits.images[index].astype(np.float32) / 255.0
+    identity, caption = f"test-{index}", f"test image #{digits.indices[index]} (a {label})"
+absolute = pick[3].toggle("Absolute values", key=ui.LATENT_ABSOLUTE,
+                          help="Off: each slider adds an offset (−0.25…+0.25, as in the paper). "
+                               "On: each slider is the dimension's value itself.")
+
+prediction = model.predictor.predict(image)
+digit = prediction.digit
+capsules = prediction.capsules
+
+
+def reset_sliders() -> None:
+    st.session_state[ui.LATENT_GENERATION] = st.session_state.get(ui.LATENT_GENERATION, 0) + 1
+
+
+# Only this part reruns when a slider moves: one compiled decoder call and one image.
+@st.fragment
+def sliders_and_reconstruction() -> None:
+    generation = st.session_state.get(ui.LATENT_GENERATION, 0)
+    winning = capsules[digit]
+    controls, view = st.columns([2, 1], gap="large")
+    with controls:
+        st.markdown(f"**Capsule {digit}**: 16 dimensions")
+        halves = st.columns(2)
+        values = np.zeros(len(winning), np.float32)
+        for d in range(len(winning)):
+            key = f"latent.dim.{identity}.{'abs' if absolute else 'offset'}.{generation}.{d}"
+            if absolute:
+                values[d] = halves[d // 8].slider(f"dimension {d}", -1.0, 1.0, round(float(winning[d]), 2), 0.01,
+                                                  key=key)
+            else:
+                values[d] = halves[d // 8].slider(f"dimension {d}", -0.25, 0.25, 0.0, 0.01, key=key)
+        st.button("Reset sliders", on_click=reset_sliders, icon=":material/restart_alt:")
+    edited = edit_capsule(capsules, digit, values, absolute)
+    with view:
+        ui.show_digit(model.predictor.decode(edited, digit), "edited reconstruction")
+        st.caption(f"edited capsule length {np.linalg.norm(edited[digit]):.3f}")
+
+
+left, right = st.columns([1, 3], gap="large")
+with left:
+    st.markdown(f"## Prediction: {digit}")
+    st.caption(f"capsule length {prediction.lengths[digit]:.3f}")
+    ui.show_digit(image, caption, scale=5)
+    ui.show_digit(prediction.reconstruction, "reconstruction", scale=5)
+with right:
+    sliders_and_reconstruction()
+
+st.subheader("Every dimension, one at a time")
+st.caption(f"Row d: dimension d of capsule {digit} shifted by {MANIPULATION_OFFSETS[0]:+.2f} … "
+           f"{MANIPULATION_OFFSETS[-1]:+.2f} (columns), everything else unchanged.")
+grid, png = ui.manipulation(*model.cache_key, np.ascontiguousarray(capsules, np.float32).tobytes(), digit)
+st.image(to_uint8(enlarge(grid, 2)), caption=f"16×{len(MANIPULATION_OFFSETS)} manipulation grid", output_format="PNG")
+st.download_button("Download the grid (PNG)", png, file_name=f"manipulate-{digit}.png", mime="image/png",
+                   on_click="ignore", icon=":material/download:")

@@ -1,0 +1,198 @@
+"""The explorer's pages through Streamlit's AppTest: every page renders, and each interaction does what it says.
+
+A run starts at app.py and switches pages the way a user does, so page links resolve as under `streamlit run`.
+The model is the `random_weights` fixture, passed in through $CAPSNET_WEIGHTS as a deployment would.
+"""
+
+import base64
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+from conftest import REPO
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from capsnet import app_support as ui
+from capsnet import catalog
+from capsnet.rundir import RunDir
+from capsnet.sample import load_sample
+
+TIMEOUT = 240  # the first Reconstruct run classifies 1,000 test digits on a CPU that may be training
+PAGES = ["pages/1_Draw.py", "pages/2_Reconstruct.py", "pages/3_Latent.py"]
+
+
+@pytest.fixture
+def app_env(monkeypatch, random_weights, tmp_path):
+    monkeypatch.setenv("CAPSNET_WEIGHTS", str(random_weights))
+    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))
+    return tmp_path
+
+
+def open_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def images(at: AppTest) -> dict[str, str]:
+    """caption -> media URL; Streamlit names media files by a hash of their content, so a new URL is a new image."""
+    return {image.captions[0]: image.value[0] for image in at.get("image") if image.captions}
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_home_shows_the_active_models_card(app_env, random_weights):
+    at = open_app()
+    assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Source"] == "environment" and metrics["Routing iterations"] == "3"
+    assert at.sidebar.selectbox[0].value == "env"
+    assert any(str(random_weights) in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(app_env, page):
+    at = open_app(page)
+    assert_clean(at)
+    if page.endswith("Draw.py"):
+        assert "Draw a digit on the canvas" in at.info[0].value  # an empty canvas is a hint, not an error
+    elif page.endswith("Reconstruct.py"):
+        assert at.metric[0].label.startswith("Test accuracy on 1,000")
+        assert len([i for i in at.get("image") if "→" in i.captions[0]]) == 20
+    else:
+        assert len(at.slider) == 16 and "Prediction:" in texts(at)
+
+
+def test_without_any_model_pages_say_so(monkeypatch, tmp_path):
+    monkeypatch.delenv("CAPSNET_WEIGHTS", raising=False)
+    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))
+    monkeypatch.setattr(catalog, "PRETRAINED_WEIGHTS", tmp_path / "absent.weights.h5")
+    at = open_app()
+    assert_clean(at)
+    assert "No trained model exists yet" in at.warning[0].value
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert_clean(at)
+        assert "no model to explore yet" in at.info[0].value
+
+
+def test_latent_slider_moves_the_reconstruction(app_env):
+    at = open_app("pages/3_Latent.py")
+    before = images(at)
+    at.slider[3].set_value(0.25).run()
+    after = images(at)
+    assert_clean(at)
+    assert after["edited reconstruction"] != before["edited reconstruction"]
+    assert after["reconstruction"] == before["reconstruction"]  # only the edited one follows the slider
+    at.button[0].click().run()  # reset
+    assert at.slider[3].value == 0.0
+    assert images(at)["edited reconstruction"] == before["edited reconstruction"]
+    at.toggle[0].set_value(True).run()  # absolute values: the sliders start at the capsule's own values
+    assert_clean(at)
+    assert [s.min for s in at.slider][:1] == [-1.0]
+
+
+def test_draw_canvas_data_gives_a_prediction(app_env):
+    at = open_app("pages/1_Draw.py")
+    seven = np.zeros((280, 280, 4), np.uint8)
+    seven[..., 3] = 255
+    seven[50:70, 60:220, :3] = 255  # the bar
+    for row in range(70, 240):  # the stem, slanting left
+        col = 200 - (row - 70) // 2
+        seven[row, col - 10:col + 10, :3] = 255
+    data_url = "data:image/png;base64," + base64.b64encode(png(seven)).decode()
+    at.session_state[ui.CANVAS] = {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": data_url}}
+    at.run()
+    assert_clean(at)
+    assert "Prediction:" in texts(at)
+    captions = images(at)
+    assert "what the model sees (28×28)" in captions
+    assert any(caption.startswith("reconstruction from capsule") for caption in captions)
+    assert at.session_state[ui.DRAWING].shape == (28, 28)  # handed on to the Latent page
+    at.switch_page("pages/3_Latent.py").run()
+    at.radio[0].set_value("Last drawing").run()
+    assert_clean(at)
+    assert "your last drawing" in images(at)
+
+
+def test_draw_png_upload(app_env):
+    digit = load_sample().images[0]
+    scan = 255 - np.kron(digit, np.ones((6, 6), np.uint8))  # dark ink on white paper, 168x168
+    at = open_app("pages/1_Draw.py")
+    at.file_uploader[0].set_value(("scan.png", png(scan), "image/png")).run()
+    assert_clean(at)
+    assert "Prediction:" in texts(at)
+    seen = at.session_state[ui.DRAWING]
+    assert np.corrcoef(seen.ravel(), digit.ravel())[0, 1] > 0.95  # inverted, cropped, scaled and centred
+
+
+@pytest.mark.parametrize("content", [b"this is not an image", b""], ids=["garbage", "empty"])
+def test_draw_corrupt_upload_is_a_message(app_env, content):
+    at = open_app("pages/1_Draw.py")
+    at.file_uploader[0].set_value(("broken.png", content, "image/png")).run()
+    assert not at.exception
+    assert "Could not read broken.png" in at.warning[0].value
+    assert "Prediction:" not in texts(at)
+
+
+def test_weights_upload_good_and_bad(app_env, random_weights):
+    at = open_app()
+    at.file_uploader[0].set_value(("bad.weights.h5", b"not hdf5", "application/octet-stream")).run()
+    assert not at.exception
+    assert "not a Keras .weights.h5 file" in at.error[0].value
+    at.file_uploader[0].set_value(("mine.weights.h5", random_weights.read_bytes(), "application/x-hdf5")).run()
+    assert_clean(at)
+    assert "now the active model" in at.success[0].value
+    assert at.sidebar.selectbox[0].value.startswith("upload:")
+    assert {m.label: m.value for m in at.metric}["Source"] == "upload"
+    at.switch_page("pages/3_Latent.py").run()  # the choice follows the user to other pages
+    assert at.sidebar.selectbox[0].value.startswith("upload:")
+
+
+def test_reconstruct_filters_and_sends_a_digit_to_latent(app_env):
+    at = open_app("pages/2_Reconstruct.py")
+    at.sidebar.selectbox(key="reconstruct.class").set_value(4).run()
+    at.sidebar.toggle(key="reconstruct.shuffle").set_value(True).run()
+    assert_clean(at)
+    captions = [i.captions[0] for i in at.get("image") if "→" in i.captions[0]]
+    assert captions and all(c.split(": ")[1].startswith("4→") for c in captions)
+    test_index = captions[2].split(":")[0].lstrip("#")
+    at.button[2].click().run()
+    assert_clean(at)
+    assert at.selectbox(key=ui.LATENT_CLASS).value == 4
+    assert f"test image #{test_index} (a 4)" in images(at)
+
+
+def test_catalog_lists_finished_runs_only(app_env, random_weights, monkeypatch):
+    root = app_env / "runs"
+    for name, state in [("20260101-done", "finished"), ("20260102-busy", "running"), ("20260103-empty", "finished")]:
+        run = RunDir(root / name)
+        run.config_file.parent.mkdir(parents=True)
+        run.config_file.write_text(json.dumps({"model": {"routings": 2}}))
+        run.write_status(state, pid=os.getpid())  # a live pid: "running" stays running
+        if name != "20260103-empty":
+            run.final_weights.symlink_to(random_weights)
+    monkeypatch.setattr(catalog, "PRETRAINED_WEIGHTS", app_env / "absent.weights.h5")
+    choices = catalog.available_models()
+    assert [c.key for c in choices] == ["env", "run:20260101-done"]
+    card = catalog.model_card(choices[1])
+    assert card["routings"] == 2 and card["trained"]

@@ -1,0 +1,121 @@
+"""One preprocessing path for canvas drawings and uploaded images: MNIST-style 28x28, checked on real MNIST digits."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from capsnet.preprocess import UnreadableImage, from_canvas, from_upload, to_mnist
+from capsnet.sample import load_sample
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_sample()
+
+
+def encode(pixels: np.ndarray, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def enlarged(digit: np.ndarray, scale: int = 10) -> np.ndarray:
+    return np.kron(digit, np.ones((scale, scale), np.uint8))
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def canvas_with(ink: np.ndarray) -> np.ndarray:
+    """What the drawable canvas returns: opaque RGBA, white strokes on black."""
+    rgba = np.zeros((*ink.shape, 4), np.uint8)
+    rgba[..., :3] = ink[..., None]
+    rgba[..., 3] = 255
+    return rgba
+
+
+def test_enlarged_mnist_digits_come_back_as_themselves(digits):
+    """An MNIST digit blown up to canvas size and preprocessed is (almost) the original: same size normalisation,
+    same centring convention."""
+    scores = [correlation(from_canvas(canvas_with(enlarged(image))), image) for image in digits.images[::10]]
+    assert np.median(scores) > 0.99
+    assert np.mean(np.array(scores) > 0.95) > 0.95
+
+
+def test_output_is_mnist_shaped():
+    ink = np.zeros((280, 280), np.uint8)
+    ink[40:240, 100:130] = 255  # a tall "1" off to the left
+    image = from_canvas(canvas_with(ink))
+    assert image.shape == (28, 28) and image.dtype == np.float32
+    assert 0.0 <= image.min() and image.max() <= 1.0 and image.max() > 0.9
+    rows, cols = np.nonzero(image > 0.2)
+    assert rows.max() - rows.min() + 1 == 20  # the longer side is 20 px
+    assert cols.max() - cols.min() + 1 <= 4  # aspect ratio kept: 30/200 of 20 px
+    centre = np.array([np.average(np.arange(28), weights=image.sum(axis=1)),
+                       np.average(np.arange(28), weights=image.sum(axis=0))])
+    np.testing.assert_allclose(centre, [14, 14], atol=1.0)  # centred by centre of mass, not by position
+
+
+def test_empty_inputs_are_none_not_errors():
+    assert from_canvas(canvas_with(np.zeros((280, 280), np.uint8))) is None
+    assert from_canvas(np.zeros((280, 280, 4), np.uint8)) is None  # fully transparent
+    assert from_upload(encode(np.full((50, 80), 255, np.uint8))) is None  # a blank white page
+    assert from_upload(encode(np.full((50, 80), 128, np.uint8))) is None  # flat grey
+    assert to_mnist(np.zeros((5, 5), np.float32)) is None
+
+
+def test_uploads_either_way_round_give_the_same_image(digits):
+    image = digits.images[7]
+    light_on_dark = from_upload(encode(enlarged(image)))
+    dark_on_light = from_upload(encode(enlarged(255 - image)))
+    np.testing.assert_allclose(light_on_dark, dark_on_light, atol=1e-5)
+    assert correlation(dark_on_light, image) > 0.95
+
+
+def test_photo_like_upload_rgb_jpeg_on_grey_paper(digits):
+    image = digits.images[3]
+    paper = 200 - (enlarged(image, 8).astype(np.int32) * 170 // 255)  # grey ink on light grey paper
+    rgb = np.repeat(paper.astype(np.uint8)[..., None], 3, axis=2)
+    result = from_upload(encode(rgb, "JPEG"))
+    assert result is not None and correlation(result, image) > 0.9
+
+
+def test_transparent_png_with_dark_ink(digits):
+    image = digits.images[11]
+    rgba = np.zeros((*enlarged(image).shape, 4), np.uint8)  # black ink whose alpha is the digit: no background
+    rgba[..., 3] = enlarged(image)
+    result = from_upload(encode(rgba))
+    assert result is not None and correlation(result, image) > 0.95
+
+
+def test_sixteen_bit_grayscale(digits):
+    image = digits.images[5]
+    wide = enlarged(image).astype(np.uint16) * 257
+    buffer = io.BytesIO()
+    Image.fromarray(wide).save(buffer, format="PNG")
+    result = from_upload(buffer.getvalue())
+    assert result is not None and correlation(result, image) > 0.95
+
+
+def test_tiny_upload_is_enlarged_to_twenty_pixels():
+    ink = np.zeros((12, 12), np.uint8)
+    ink[2:10, 5:7] = 255
+    result = from_upload(encode(ink))
+    rows, _ = np.nonzero(result > 0.2)
+    assert rows.max() - rows.min() + 1 >= 19
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40],
+                         ids=["empty", "text", "bad-png"])
+def test_unreadable_files_raise_a_clear_error(data):
+    with pytest.raises(UnreadableImage, match="empty|not a readable image"):
+        from_upload(data)
+
+
+def test_truncated_file(digits):
+    data = encode(enlarged(digits.images[0]))
+    with pytest.raises(UnreadableImage):
+        from_upload(data[: len(data) // 3])
