@@ -69,6 +69,7 @@ def build_parser() -> Parser:
     train.add_argument("--resume", action="store_true", help="continue --save_dir from its last checkpoint")
     train.add_argument("--precision", default=d.precision, choices=["mixed_bfloat16", "float32"])
     train.add_argument("--seed", type=int, default=d.seed)
+    train.add_argument("--log_every", type=positive_int, default=d.log_every, help="steps between metrics records")
     train.add_argument("--gpus", type=int, default=None,
                        help="GPUs to train on with tf.distribute.MirroredStrategy (default: one device)")
 
@@ -145,7 +146,8 @@ def new_config(args):
         dataset=args.dataset, epochs=args.epochs or TrainConfig.epochs, batch_size=args.batch_size, lr=args.lr,
         lr_decay=args.lr_decay,
         lam_recon=args.lam_recon, shift_fraction=args.shift_fraction, subset=args.subset,
-        precision=args.precision, seed=args.seed, debug=args.debug, model=ModelConfig(routings=args.routings),
+        precision=args.precision, seed=args.seed, debug=args.debug, log_every=args.log_every,
+        model=ModelConfig(routings=args.routings),
     )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 STATES = ("queued", "running", "stopping", "finished", "stopped", "failed", "interrupted")
 ACTIVE_STATES = ("queued", "running", "stopping")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 EPOCH_COLUMNS = ("epoch", "loss", "margin_loss", "recon_loss", "accuracy",
                  "val_loss", "val_margin_loss", "val_recon_loss", "val_accuracy", "lr", "seconds")
 
@@ -109,7 +110,8 @@ class RunDir:
     tensorboard_dir = property(lambda self: self.path / "tensorboard")
 
     def exists(self) -> bool:
-        return self.config_file.is_file()
+        # A run launched by the app has a status (queued, with its pid) seconds before training writes its config.
+        return self.config_file.is_file() or self.status_file.is_file()
 
     # config ------------------------------------------------------------------------------------------------
     def read_config(self) -> dict[str, Any]:
@@ -131,15 +133,22 @@ class RunDir:
 
     def read_status(self) -> dict[str, Any]:
         """The status, corrected for a process that died without saying so: an active state whose pid is gone
-        reads as `interrupted`."""
+        reads as `interrupted` (`failed` if it never began training, `stopped` if a stop was asked for)."""
         status = self.read_raw_status()
         if not status:
             return {"state": "interrupted" if self.exists() else "missing"}
-        if status.get("state") in ACTIVE_STATES and status.get("state") != "queued" and \
-                not pid_alive(status.get("pid")):
-            status = {**status, "state": "interrupted",
-                      "message": "the training process ended without writing a final status"}
-        return status
+        state, pid = status.get("state"), status.get("pid")
+        if state not in ACTIVE_STATES or (state == "queued" and not pid) or pid_alive(pid):
+            # The trainer rewrites `running` every step; a stop the launcher asked for still reads as `stopping`.
+            if state == "running" and status.get("stop_requested"):
+                status = {**status, "state": "stopping"}
+            return status
+        if status.get("stop_requested"):  # SIGTERM before training began ends the process without a word
+            return {**status, "state": "stopped", "message": "stopped by request"}
+        if state == "queued":
+            return {**status, "state": "failed", "message": "the training process exited before training began"}
+        return {**status, "state": "interrupted",
+                "message": "the training process ended without writing a final status"}
 
     # metrics -----------------------------------------------------------------------------------------------
     def read_metrics(self) -> list[dict[str, Any]]:
@@ -176,6 +185,17 @@ class RunDir:
             return []
         with open(self.log_csv) as f:
             return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+    def stdout_tail(self, lines: int = 20) -> str:
+        """The last lines of stdout.log as a terminal would show them: a progress bar redrawn with \\r or \\b
+        keeps only its final state, colour codes are dropped."""
+        if not self.stdout_file.is_file():
+            return ""
+        with open(self.stdout_file, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 64_000))
+            text = ANSI_ESCAPE.sub("", f.read().decode("utf-8", errors="replace"))
+        shown = [re.sub(r".*[\r\b]", "", line) for line in text.split("\n")]
+        return "\n".join([line for line in shown if line.strip()][-lines:])
 
     # checkpoints -------------------------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:

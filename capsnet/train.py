@@ -100,6 +100,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.best_val_accuracy = run.checkpoint_state().get("best_val_accuracy", -1.0)
         self.epoch = 0
         self.steps_done = 0
+        self.status_time = 0.0
 
     def current_lr(self) -> float:
         return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
@@ -114,10 +115,13 @@ class RunRecorder(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.steps_done = batch + 1
         self.window_steps += 1
-        if self.steps_done % self.config.log_every and self.steps_done != self.steps_per_epoch:
-            return
         now = time.perf_counter()
         samples_per_sec = self.window_steps * self.config.batch_size / max(now - self.window_start, 1e-9)
+        if self.steps_done % self.config.log_every and self.steps_done != self.steps_per_epoch:
+            # Between records, keep status.json's step count live for dashboards, about once a second.
+            if now - self.status_time >= 1.0:
+                self.write_progress(samples_per_sec)
+            return
         self.window_start, self.window_steps = now, 0
         record = {
             "kind": "step", "epoch": self.epoch, "step": self.steps_done,
@@ -126,6 +130,10 @@ class RunRecorder(keras.callbacks.Callback):
             "time": time.time(),
         }
         self.run.append_metrics(record)
+        self.write_progress(samples_per_sec)
+
+    def write_progress(self, samples_per_sec: float) -> None:
+        self.status_time = time.perf_counter()
         self.run.write_status("running", epoch=self.epoch, step=self.steps_done,
                               steps_per_epoch=self.steps_per_epoch, samples_per_sec=samples_per_sec)
 

@@ -1,0 +1,112 @@
+"""Launching real training processes: finish, refuse a busy device, stop and resume, survive `kill -9`."""
+
+import os
+import signal
+
+import pytest
+from train_support import TINY, assert_logged_once, wait_for, wait_state, wait_training_step, write_tiny_mnist
+
+from capsnet import launch
+from capsnet.rundir import RunDir
+
+
+@pytest.fixture
+def runs(mnist, tmp_path, monkeypatch):
+    """A runs root of its own and a tiny MNIST that the trainer processes find through $CAPSNET_DATA."""
+    monkeypatch.setenv("CAPSNET_DATA", str(write_tiny_mnist(mnist, tmp_path / "data")))
+    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
+    started: list[RunDir] = []
+    yield started
+    for run in started:  # never leave a trainer behind, whatever the test did
+        pid = run.read_raw_status().get("pid")
+        if pid and launch.owns_pid(run, pid):
+            os.killpg(pid, signal.SIGKILL)
+
+
+# --- without processes ----------------------------------------------------------------------------------------
+
+def test_train_args_spell_out_every_hyperparameter():
+    args = launch.train_args({"epochs": 3, "subset": None, "debug": True, "lr": 0.01})
+    assert args[args.index("--epochs") + 1] == "3" and args[args.index("--lr") + 1] == "0.01"
+    assert "--subset" not in args and "--debug" in args and "--routings" in args
+    with pytest.raises(ValueError, match="unknown"):
+        launch.train_args({"learning_rate": 1})
+
+
+def test_cpu_only_machine_lists_the_cpu(monkeypatch):
+    monkeypatch.setattr(launch, "nvidia_present", lambda: False)
+    assert [d.key for d in launch.list_devices()] == ["cpu"]
+
+
+def test_delete_refuses_paths_outside_the_root_and_active_runs(tmp_path):
+    outside = RunDir(tmp_path / "elsewhere" / "run")
+    outside.write_status("finished")
+    with pytest.raises(launch.LaunchError, match="not a run under"):
+        launch.delete(outside, tmp_path / "runs")
+    active = RunDir(tmp_path / "runs" / "active")
+    active.write_status("running", pid=os.getpid())
+    with pytest.raises(launch.LaunchError, match="stop it before"):
+        launch.delete(active, tmp_path / "runs")
+    active.write_status("stopped")
+    launch.delete(active, tmp_path / "runs")
+    assert not active.path.exists()
+
+
+def test_runs_without_device_records_hold_the_device_they_name():
+    assert launch.devices_of({"devices": ["gpu:1", "gpu:2"]}) == {"gpu:1", "gpu:2"}
+    assert launch.devices_of({"device": "CPU (2 cores)"}) == {"cpu"}
+    assert launch.devices_of({"device": "NVIDIA H100 80GB HBM3"}) == {"gpu:0"}
+
+
+# --- real trainers --------------------------------------------------------------------------------------------
+
+def test_tiny_run_finishes_and_a_second_run_on_the_device_is_refused(runs):
+    run = launch.launch({**TINY, "subset": 200, "epochs": 1}, label="tiny")
+    runs.append(run)
+    status = run.read_raw_status()
+    assert status["state"] == "queued" and status["pid"] and status["devices"] == ["cpu"]
+    with pytest.raises(launch.DeviceBusy, match="one run per device"):
+        runs.append(launch.launch(TINY, label="second"))
+    assert wait_state(run, ("finished",), timeout=120)["final_val_accuracy"] is not None
+    assert_logged_once(run, epochs=1, steps_per_epoch=4)
+    assert run.best_weights() == run.final_weights
+    assert "run directory:" in run.stdout_file.read_text()
+
+
+def test_stop_then_resume_logs_every_epoch_once(runs):
+    run = launch.launch(TINY, label="stop")
+    runs.append(run)
+    wait_training_step(run, epoch=0, step=2)
+    with pytest.raises(launch.LaunchError, match="stop it before"):
+        launch.delete(run)
+    launch.stop(run)
+    status = wait_state(run, ("stopped",), timeout=120)
+    assert "resume" in status["message"]
+    assert run.last_checkpoint.is_file()
+    with pytest.raises(launch.LaunchError, match="not running"):
+        launch.stop(run)
+
+    launch.resume(run)
+    wait_state(run, ("finished",), timeout=180)
+    assert_logged_once(run, epochs=2, steps_per_epoch=12)
+    launch.delete(run)
+    assert not run.path.exists()
+
+
+def test_kill_9_reads_interrupted_and_resume_continues_from_the_checkpoint(runs):
+    run = launch.launch(TINY, label="kill")
+    runs.append(run)
+    wait_training_step(run, epoch=1, step=1)  # epoch 0 is checkpointed
+    first_epoch = run.epoch_records()[0]
+    pid = run.read_raw_status()["pid"]
+    os.killpg(pid, signal.SIGKILL)
+    status = wait_for(lambda: (s := run.read_status())["state"] == "interrupted" and s, 30, "interrupted")
+    assert "without writing a final status" in status["message"]
+    assert run.checkpoint_state()["epochs_completed"] == 1
+
+    launch.resume(run)
+    wait_state(run, ("finished",), timeout=180)
+    assert_logged_once(run, epochs=2, steps_per_epoch=12)
+    assert run.epoch_records()[0] == first_epoch  # epoch 0 was not trained again
+    resumed_log = run.stdout_file.read_text().split("--resume")[-1]
+    assert "Epoch 2/2" in resumed_log and "Epoch 1/2" not in resumed_log
