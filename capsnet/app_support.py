@@ -9,6 +9,7 @@ with a training run): single-image inference gains nothing from more than a few 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,16 @@ class ActiveModel:
     @property
     def cache_key(self) -> tuple[str, float]:
         return str(self.choice.weights), self.version
+
+
+def page_for_url(url: str | None) -> str | None:
+    """The page file a mistyped-case link means: `/draw` -> "pages/1_Draw.py". Streamlit matches page URLs
+    exactly (`/Draw`) and sends anything else to Home, so Home forwards links that differ only in case."""
+    wanted = (url or "").rstrip("/").rsplit("/", 1)[-1].lower()
+    for script in sorted((REPO / "pages").glob("*.py")):
+        if wanted and re.sub(r"^[0-9]*[_ -]*", "", script.stem).lower() == wanted:
+            return f"pages/{script.name}"
+    return None
 
 
 # cached resources: one copy per process, shared by all sessions ---------------------------------------------------
@@ -188,9 +199,11 @@ def save_weights_upload() -> None:
 
 
 # display helpers -------------------------------------------------------------------------------------------------
-def show_digit(image: np.ndarray, caption: str | None = None, scale: int = DISPLAY_SCALE, where=st) -> None:
-    """A 28x28 image, enlarged with hard pixel edges."""
-    where.image(to_uint8(enlarge(image, scale)), caption=caption, output_format="PNG")  # JPEG would blur them
+def show_digit(image: np.ndarray, caption: str | None = None, scale: int = DISPLAY_SCALE, where=st,
+               alt: str | None = None) -> None:
+    """A 28x28 image, enlarged with hard pixel edges (PNG: JPEG would blur them). `alt` names it for screen
+    readers and for the browser tests."""
+    where.image(to_uint8(enlarge(image, scale)), caption=caption, output_format="PNG", alt=alt or caption)
 
 
 def lengths_figure(lengths: np.ndarray, highlight: int | None = None) -> go.Figure:

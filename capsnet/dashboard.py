@@ -15,8 +15,9 @@ from plotly.colors import qualitative
 
 from capsnet.rundir import ACTIVE_STATES, RunDir
 
-STATE_ICONS = {"queued": "⏳", "running": "🏃", "stopping": "✋", "finished": "✅", "stopped": "⏸️",
-               "failed": "❌", "interrupted": "⚠️", "missing": "❔"}
+# Streamlit markdown colours per state (plain words in tables: emoji need fonts a headless browser may lack).
+STATE_COLORS = {"queued": "gray", "running": "blue", "stopping": "orange", "finished": "green", "stopped": "orange",
+                "failed": "red", "interrupted": "red", "missing": "gray"}
 LOSSES = (("loss", "total"), ("margin_loss", "margin"), ("recon_loss", "reconstruction"))
 DASHES = ("solid", "dash", "dot", "dashdot")
 
@@ -61,7 +62,9 @@ def progress(status: dict[str, Any], config: dict[str, Any]) -> Progress:
     per_epoch = status.get("steps_per_epoch")
     speed = status.get("samples_per_sec")
     if status.get("state") == "finished":
-        return Progress(1.0, epochs, epochs, per_epoch or step, per_epoch, speed, 0.0)
+        return Progress(1.0, epochs, epochs, per_epoch or step, per_epoch, None, None)
+    if status.get("state") not in ACTIVE_STATES:  # stopped or dead: no speed, no ETA
+        speed = None
     if not per_epoch:
         return Progress(0.0, epoch + 1, epochs, step, None, speed, None)
     done = epoch * per_epoch + step
@@ -92,9 +95,9 @@ def run_row(run: RunDir, now: float | None = None) -> dict[str, Any]:
     end = (now or time.time()) if state in ACTIVE_STATES else status.get("updated")
     return {
         "run": run.name,
-        "state": f"{STATE_ICONS.get(state, '')} {state}",
+        "state": state,
         "epochs": f"{len(epochs)}/{config.get('epochs', '?')}",
-        "best val acc": max(val) if val else None,
+        "best val acc": max(val) if val else float("nan"),
         "wall time": format_seconds(end - started) if started and end else "–",
         "device": status.get("device") or ", ".join(status.get("devices", [])).upper(),
         "config": config_summary(config),
@@ -117,12 +120,10 @@ def _style(run_index: int, series_index: int, overlay: bool) -> dict[str, Any]:
     return {"color": palette[series_index % len(palette)], "dash": "solid"}
 
 
-def _figure(title: str, x_title: str, y_title: str, log_y: bool = False) -> go.Figure:
+def _figure(title: str, x_title: str, y_title: str) -> go.Figure:
     fig = go.Figure()
     fig.update_layout(title=title, height=320, margin=dict(l=10, r=10, t=40, b=10), legend=dict(font_size=10),
                       xaxis_title=x_title, yaxis_title=y_title, hovermode="x unified")
-    if log_y:
-        fig.update_yaxes(type="log")
     return fig
 
 
@@ -131,11 +132,12 @@ def curve_figures(runs: list[RunDir]) -> dict[str, go.Figure]:
     learning rate per step, for one run or overlaid for several."""
     overlay = len(runs) > 1
     figs = {
-        "step_loss": _figure("Loss per step", "step", "loss", log_y=True),
-        "epoch_loss": _figure("Loss per epoch", "epoch", "loss", log_y=True),
+        "step_loss": _figure("Loss per step (running mean over the epoch)", "step", "loss"),
+        "epoch_loss": _figure("Loss per epoch", "epoch", "loss"),
         "accuracy": _figure("Accuracy per epoch", "epoch", "accuracy"),
         "lr": _figure("Learning rate", "step", "lr"),
     }
+    last_epoch = 1
     for i, run in enumerate(runs):
         records = run.read_metrics()
         steps = [r for r in records if r.get("kind") == "step"]
@@ -159,6 +161,9 @@ def curve_figures(runs: list[RunDir]) -> dict[str, go.Figure]:
                                          mode="lines+markers", line=line)
         figs["lr"].add_scatter(x=x_steps, y=[r.get("lr") for r in steps], name=prefix + "lr",
                                mode="lines+markers", marker_size=4, line=_style(i, 0, overlay))
+        last_epoch = max(last_epoch, len(epochs))
+    for key in ("epoch_loss", "accuracy"):  # whole epochs only, at most ~10 ticks
+        figs[key].update_xaxes(tick0=1, dtick=max(1, round(last_epoch / 10)))
     return figs
 
 

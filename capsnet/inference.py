@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from capsnet.config import ModelConfig
-from capsnet.model import CapsNet, build_capsnet, routing_model
+from capsnet.model import CapsNet, build_capsnet
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PRETRAINED_WEIGHTS = ASSETS / "capsnet.weights.h5"
@@ -92,7 +92,6 @@ class Predictor:
             input_signature=[tf.TensorSpec((1, self.num_classes, net.config.digit_dim), tf.float32),
                              tf.TensorSpec((1, self.num_classes), tf.float32)],
         )
-        self._routing = None
 
     def predict(self, image: np.ndarray) -> Prediction:
         """`image`: [28, 28] float in [0, 1] (white digit on black, MNIST-style)."""
@@ -109,7 +108,5 @@ class Predictor:
 
     def couplings(self, image: np.ndarray) -> np.ndarray:
         """Coupling coefficients of every routing round for one image: [routings, classes, primary capsules]."""
-        if self._routing is None:
-            self._routing = routing_model(self.net)
         batch = np.asarray(image, np.float32).reshape((1, *self.net.config.input_shape))
-        return keras.ops.convert_to_numpy(self._routing(batch, training=False))[0]
+        return keras.ops.convert_to_numpy(self.net.routing(batch, training=False))[0]

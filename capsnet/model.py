@@ -5,6 +5,7 @@
 - `train`: inputs (image, one-hot label) -> (capsule lengths, reconstruction); the decoder sees the true class.
 - `eval`: image -> (capsule lengths, reconstruction, capsules); the decoder sees the longest capsule.
 - `decoder`: (digit capsules [10, 16], class one-hot) -> image; used to manipulate the latent code.
+- `routing`: image -> coupling coefficients of every routing round, [batch, routings, classes, primary capsules].
 
 Weights saved from any of them load into the others, because they are built from one `CapsNet` object.
 """
@@ -26,6 +27,7 @@ class CapsNet:
     train: keras.Model
     eval: keras.Model
     decoder: keras.Model
+    routing: keras.Model
     config: ModelConfig
 
     # Model-only weight files go through the eval model: it is never compiled, so no optimizer state is written,
@@ -63,7 +65,8 @@ def build_capsnet(config: ModelConfig | None = None) -> CapsNet:
                              config.primary_strides, name="primary_capsules")(features)
     digit_layer = DigitCapsule(config.num_classes, config.digit_dim, config.routings,
                                init_stddev=config.w_init_stddev, name="digit_capsules")
-    capsules = digit_layer(primary)
+    # One call gives both outputs: Keras cannot build a model from a second call of the layer with other kwargs.
+    capsules, couplings = digit_layer(primary, return_couplings=True)
     lengths = Length(name="length")(capsules)
 
     decoder = build_decoder(config)
@@ -78,12 +81,5 @@ def build_capsnet(config: ModelConfig | None = None) -> CapsNet:
     class_input = keras.Input((config.num_classes,), name="class_one_hot")
     decoder_model = keras.Model([capsule_input, class_input], decoder(mask([capsule_input, class_input])),
                                 name="capsnet_decoder")
-    return CapsNet(train_model, eval_model, decoder_model, config)
-
-
-def routing_model(net: CapsNet) -> keras.Model:
-    """image -> coupling coefficients of every routing round, [batch, routings, classes, primary capsules]."""
-    image = net.eval.inputs[0]
-    primary = net.eval.get_layer("primary_capsules").output
-    _, couplings = net.eval.get_layer("digit_capsules")(primary, return_couplings=True)
-    return keras.Model(image, couplings, name="capsnet_routing")
+    routing_model = keras.Model(image, couplings, name="capsnet_routing")
+    return CapsNet(train_model, eval_model, decoder_model, routing_model, config)

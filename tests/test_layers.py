@@ -1,0 +1,160 @@
+"""Capsule layers and the network: squash, routing, lengths, masking, shapes, parameters, serialization."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+from capsnet.config import ModelConfig
+from capsnet.layers import DigitCapsule, Length, Mask, PrimaryCapsule, squash
+from capsnet.losses import margin_loss
+from capsnet.model import build_capsnet
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    keras.mixed_precision.set_dtype_policy("float32")
+    yield
+    keras.mixed_precision.set_dtype_policy("float32")
+
+
+def test_squash_keeps_direction_and_bounds_length():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(64, 16)).astype(np.float32) * rng.uniform(0.01, 100, size=(64, 1)).astype(np.float32)
+    squashed = ops.convert_to_numpy(squash(vectors))
+    lengths = np.linalg.norm(squashed, axis=-1)
+    assert np.all(lengths >= 0) and np.all(lengths < 1)
+    cosine = np.sum(squashed * vectors, -1) / (lengths * np.linalg.norm(vectors, axis=-1))
+    np.testing.assert_allclose(cosine, 1.0, atol=1e-5)
+    # Paper eq. 1: |v| = |s|^2 / (1 + |s|^2)
+    norm = np.linalg.norm(vectors, axis=-1)
+    np.testing.assert_allclose(lengths, norm**2 / (1 + norm**2), rtol=1e-4)
+
+
+def test_squash_of_zero_is_zero():
+    assert np.all(ops.convert_to_numpy(squash(np.zeros((2, 8), np.float32))) == 0)
+
+
+def test_layer_shapes():
+    images = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
+    features = keras.layers.Conv2D(256, 9, activation="relu")(images)
+    primary = PrimaryCapsule()(features)
+    assert tuple(primary.shape) == (3, 1152, 8)
+    digits, couplings = DigitCapsule(routings=3)(primary, return_couplings=True)
+    assert tuple(digits.shape) == (3, 10, 16)
+    assert tuple(couplings.shape) == (3, 3, 10, 1152)
+    assert tuple(Length()(digits).shape) == (3, 10)
+    assert tuple(Mask()(digits).shape) == (3, 160)
+
+
+@pytest.mark.parametrize("routings", [1, 3])
+def test_coupling_coefficients_sum_to_one_over_output_capsules(routings):
+    primary = squash(np.random.default_rng(1).normal(size=(4, 1152, 8)).astype(np.float32))
+    _, couplings = DigitCapsule(routings=routings)(primary, return_couplings=True)
+    couplings = ops.convert_to_numpy(couplings)
+    np.testing.assert_allclose(couplings.sum(axis=2), 1.0, atol=1e-5)
+    # The first round is uniform; later rounds move away from it as agreement accumulates.
+    np.testing.assert_allclose(couplings[:, 0], 0.1, atol=1e-6)
+    if routings > 1:
+        assert np.abs(couplings[:, -1] - 0.1).max() > 1e-4
+
+
+def test_length_gradient_is_finite_at_zero():
+    zeros = tf.zeros((2, 10, 16))
+    with tf.GradientTape() as tape:
+        tape.watch(zeros)
+        total = tf.reduce_sum(Length()(zeros))
+    gradient = tape.gradient(total, zeros).numpy()
+    assert np.all(np.isfinite(gradient))
+
+
+def test_mask_by_label_and_by_longest_capsule():
+    capsules = np.zeros((2, 10, 16), np.float32)
+    capsules[0, 3] = 0.5
+    capsules[0, 7] = 0.1
+    capsules[1, 1] = 0.9
+    by_longest = ops.convert_to_numpy(Mask()(capsules)).reshape(2, 10, 16)
+    assert np.all(by_longest[0, 3] == 0.5) and np.all(by_longest[0, 7] == 0)
+    assert np.all(by_longest[1, 1] == 0.9)
+    label = keras.utils.to_categorical([7, 1], 10)
+    by_label = ops.convert_to_numpy(Mask()([capsules, label])).reshape(2, 10, 16)
+    assert np.all(by_label[0, 7] == 0.1) and np.all(by_label[0, 3] == 0)
+
+
+def test_margin_loss_matches_hand_computation():
+    y_true = np.array([[0, 1, 0], [1, 0, 0]], np.float32)
+    lengths = np.array([[0.05, 0.95, 0.3], [0.5, 0.2, 0.0]], np.float32)
+    # Row 1: present 0.95 >= 0.9 -> 0; absent 0.05 < 0.1 -> 0; absent 0.3 -> 0.5 * 0.2^2 = 0.02.
+    # Row 2: present 0.5 -> (0.4)^2 = 0.16; absent 0.2 -> 0.5 * 0.1^2 = 0.005; absent 0.0 -> 0.
+    expected = np.array([0.02, 0.165], np.float32)
+    np.testing.assert_allclose(ops.convert_to_numpy(margin_loss(y_true, lengths)), expected, rtol=1e-5)
+
+
+def test_parameter_count_is_the_papers():
+    net = build_capsnet()
+    assert net.train.count_params() == 8_215_568
+    assert net.eval.count_params() == 8_215_568
+
+
+def test_initial_capsules_are_not_vanishingly_small():
+    """Glorot on W gives lengths ~1e-6 and training stalls; our init must leave a usable gradient."""
+    keras.utils.set_random_seed(0)
+    net = build_capsnet()
+    images = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    lengths = net.eval(images)[0]
+    assert float(ops.min(lengths)) > 1e-4
+
+
+def test_mixed_precision_keeps_capsule_math_in_float32():
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    net = build_capsnet()
+    assert net.eval.get_layer("conv1").compute_dtype == "bfloat16"
+    for name in ("digit_capsules", "length"):
+        assert net.eval.get_layer(name).compute_dtype == "float32"
+    lengths, recon, capsules = net.eval(np.zeros((1, 28, 28, 1), np.float32))
+    assert lengths.dtype == capsules.dtype == recon.dtype == "float32"
+
+
+def test_weights_round_trip_gives_identical_outputs(tmp_path):
+    keras.utils.set_random_seed(3)
+    net = build_capsnet()
+    path = tmp_path / "net.weights.h5"
+    net.save_weights(path)
+    images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    other = build_capsnet()
+    before = [ops.convert_to_numpy(t) for t in other.eval(images)]
+    other.load_weights(path)
+    after = [ops.convert_to_numpy(t) for t in other.eval(images)]
+    expected = [ops.convert_to_numpy(t) for t in net.eval(images)]
+    for a, e in zip(after, expected):
+        np.testing.assert_array_equal(a, e)
+    assert not np.array_equal(before[0], expected[0])
+
+
+def test_layers_serialize_without_custom_objects():
+    layer = DigitCapsule(num_capsules=5, capsule_dim=4, routings=2, name="caps")
+    restored = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert isinstance(restored, DigitCapsule)
+    assert (restored.num_capsules, restored.capsule_dim, restored.routings) == (5, 4, 2)
+    primary = keras.layers.deserialize(keras.layers.serialize(PrimaryCapsule(4, 16, 5, 1)))
+    assert (primary.capsule_dim, primary.n_channels, primary.kernel_size, primary.strides) == (4, 16, 5, 1)
+
+
+def test_decoder_reads_only_the_selected_capsule():
+    net = build_capsnet(ModelConfig(routings=1))
+    capsules = np.random.default_rng(0).normal(size=(1, 10, 16)).astype(np.float32) * 0.2
+    one_hot = keras.utils.to_categorical([4], 10)
+    image = ops.convert_to_numpy(net.decoder([capsules, one_hot]))
+    changed = capsules.copy()
+    changed[0, 2] += 1.0  # another class's capsule: must not matter
+    same = ops.convert_to_numpy(net.decoder([changed, one_hot]))
+    np.testing.assert_array_equal(image, same)
+    changed[0, 4, 0] += 1.0
+    assert not np.allclose(ops.convert_to_numpy(net.decoder([changed, one_hot])), image)
+
+
+def test_routing_model_exposes_couplings():
+    net = build_capsnet()
+    couplings = net.routing(np.zeros((2, 28, 28, 1), np.float32))
+    assert tuple(couplings.shape) == (2, 3, 10, 1152)

@@ -1,0 +1,89 @@
+"""Training for real on MNIST: the network learns, the run directory is written, and resume continues a run."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from capsnet.config import ModelConfig, TrainConfig
+from capsnet.data import Dataset
+from capsnet.evaluate import accuracy_report, predict_all
+from capsnet.inference import Predictor, load_capsnet
+from capsnet.rundir import RunDir
+from capsnet.train import train
+
+
+@pytest.fixture(autouse=True)
+def restore_policy():
+    yield
+    keras.mixed_precision.set_dtype_policy("float32")
+
+
+def small(mnist, n_train: int, n_test: int) -> Dataset:
+    return Dataset(mnist.x_train[:n_train], mnist.y_train[:n_train], mnist.x_test[:n_test], mnist.y_test[:n_test],
+                   mnist.source)
+
+
+def test_overfits_a_few_hundred_images(mnist, tmp_path):
+    data = small(mnist, 300, 100)
+    config = TrainConfig(epochs=15, batch_size=50, shift_fraction=0.0, lr_decay=1.0, model=ModelConfig(routings=3))
+    net = train(config, tmp_path / "run", data=data, verbose=0)
+    lengths, _, _ = predict_all(net, data.x_train)
+    assert accuracy_report(lengths, data.y_train)["accuracy"] >= 0.95
+
+
+def test_run_directory_and_resume(mnist, tmp_path):
+    data = small(mnist, 200, 100)
+    run = RunDir(tmp_path / "run")
+    config = TrainConfig(epochs=1, batch_size=50, log_every=2)
+    train(config, run.path, data=data, verbose=0)
+    for path in (run.config_file, run.status_file, run.metrics_file, run.log_csv, run.log_png, run.last_checkpoint,
+                 run.best_checkpoint, run.final_weights):
+        assert path.is_file(), path
+    assert run.read_status()["state"] == "finished"
+    assert json.loads(run.config_file.read_text())["lam_recon"] == 0.392
+    steps = run.step_records()
+    assert [s["step"] for s in steps] == [2, 4]
+    assert {"loss", "margin_loss", "recon_loss", "accuracy", "lr", "samples_per_sec"} <= set(steps[0])
+
+    # Resume with more epochs: the counter, the learning-rate schedule and the log continue where they stopped.
+    config.epochs = 2
+    train(config, run.path, resume=True, data=data, verbose=0)
+    epochs = run.epoch_records()
+    assert [e["epoch"] for e in epochs] == [0, 1]
+    assert epochs[1]["lr"] == pytest.approx(config.lr * config.lr_decay)
+    assert [s["global_step"] for s in run.step_records()] == [2, 4, 6, 8]
+    assert run.checkpoint_state()["epochs_completed"] == 2
+    assert len(run.read_log_csv()) == 2
+
+
+def test_resume_discards_records_of_an_interrupted_epoch(mnist, tmp_path):
+    data = small(mnist, 200, 50)
+    run = RunDir(tmp_path / "run")
+    config = TrainConfig(epochs=1, batch_size=50, log_every=1)
+    train(config, run.path, data=data, verbose=0)
+    # What a kill -9 halfway through epoch 2 leaves: step records past the checkpoint and a torn last line.
+    with open(run.metrics_file, "a") as f:
+        f.write(json.dumps({"kind": "step", "epoch": 1, "step": 1, "global_step": 5}) + "\n")
+        f.write('{"kind": "step", "epo')
+    assert run.read_metrics()[-1]["global_step"] == 5
+    config.epochs = 2
+    train(config, run.path, resume=True, data=data, verbose=0)
+    assert [s["global_step"] for s in run.step_records()] == list(range(1, 9))
+
+
+def test_predictor_matches_the_batch_model(random_weights, mnist):
+    net = load_capsnet(random_weights)
+    predictor = Predictor(net)
+    image = mnist.x_test[0] / 255.0
+    single = predictor.predict(image)
+    lengths, recon, capsules = predict_all(net, mnist.x_test[:1])
+    np.testing.assert_allclose(single.lengths, lengths[0], atol=1e-5)
+    np.testing.assert_allclose(single.capsules, capsules[0], atol=1e-5)
+    np.testing.assert_allclose(single.reconstruction, recon[0], atol=1e-5)
+    # Decoding the unedited winning capsule reproduces the reconstruction.
+    np.testing.assert_allclose(predictor.decode(single.capsules, single.digit), single.reconstruction, atol=1e-5)
+    couplings = predictor.couplings(image)
+    assert couplings.shape == (3, 10, 1152)
+    np.testing.assert_allclose(couplings.sum(axis=1), 1.0, atol=1e-5)
