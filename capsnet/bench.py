@@ -5,6 +5,7 @@ Inputs are random tensors of MNIST's shape: speed does not depend on the pixels,
 
 from __future__ import annotations
 
+import tempfile
 import time
 
 import keras
@@ -52,8 +53,29 @@ def inference_latency(precision: str = "float32", repeats: int = 200) -> dict[st
     }
 
 
-def run_benchmark(precisions: list[str], steps: int = 20, batch_size: int = 100) -> dict:
+def same_seed_accuracy(precision: str, train_images: int = 6000, test_images: int = 2000, seed: int = 0) -> dict:
+    """One epoch on the first `train_images` MNIST digits, tested on `test_images`: same seed, same steps."""
+    from capsnet.config import TrainConfig
+    from capsnet.data import Dataset, load_dataset
+    from capsnet.rundir import RunDir
+    from capsnet.train import train
+
+    full = load_dataset("mnist")
+    data = Dataset(full.x_train[:train_images], full.y_train[:train_images], full.x_test[:test_images],
+                   full.y_test[:test_images], full.source)
+    with tempfile.TemporaryDirectory() as run_dir:
+        start = time.perf_counter()
+        train(TrainConfig(epochs=1, precision=precision, seed=seed), run_dir, data=data, verbose=0)
+        seconds = time.perf_counter() - start
+        record = RunDir(run_dir).epoch_records()[-1]
+    return {"test_accuracy": record["val_accuracy"], "train_accuracy": record["accuracy"],
+            "seconds": round(seconds, 1)}
+
+
+def run_benchmark(precisions: list[str], steps: int = 20, batch_size: int = 100, accuracy: bool = False) -> dict:
     results: dict = {"batch_size": batch_size, "steps": steps}
+    if accuracy:
+        results["same_seed_accuracy"] = {p: same_seed_accuracy(p) for p in precisions}
     for precision in precisions:
         results[f"train_samples_per_sec_{precision}"] = round(training_throughput(precision, batch_size, steps), 1)
     if len(precisions) > 1:

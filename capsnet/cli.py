@@ -82,6 +82,8 @@ def build_parser() -> Parser:
     bench.add_argument("--batch_size", type=positive_int, default=100)
     bench.add_argument("--precision", default="mixed_bfloat16,float32",
                        help="comma-separated policies to compare (default: mixed_bfloat16,float32)")
+    bench.add_argument("--accuracy", action="store_true",
+                       help="also train each policy for one epoch on 6k images (same seed) and compare test accuracy")
     return parser
 
 
@@ -204,7 +206,7 @@ def cmd_bench(args) -> None:
     unknown = set(precisions) - {"mixed_bfloat16", "float32"}
     if unknown:
         raise UserError(f"--precision: unknown policies {sorted(unknown)}")
-    print(json.dumps(run_benchmark(precisions, args.steps, args.batch_size), indent=2))
+    print(json.dumps(run_benchmark(precisions, args.steps, args.batch_size, args.accuracy), indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:

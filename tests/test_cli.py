@@ -1,0 +1,107 @@
+"""The command line, run as a user runs it: real processes, real MNIST, checking the files they write."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def capsnet(*args, cwd=REPO, timeout=600):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "capsnet", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result, fragment):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, mnist):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    result = capsnet("train", "--subset", 200, "--epochs", 1, "--batch_size", 50, "--save_dir", run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run, result
+
+
+def test_train_writes_the_run_directory(trained_run):
+    run, result = trained_run
+    for name in ("config.json", "status.json", "metrics.jsonl", "log.csv", "log.png", "trained_model.weights.h5",
+                 "checkpoints/last.weights.h5", "checkpoints/best.weights.h5", "real_and_recon.png"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["subset"] == 200 and config["model"]["routings"] == 3
+    assert "test accuracy:" in result.stdout
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+
+
+def test_test_and_manipulate_write_their_images(trained_run, tmp_path):
+    run, _ = trained_run
+    weights = run / "trained_model.weights.h5"
+    result = capsnet("test", "-w", weights, "--save_dir", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test error:" in result.stdout
+    grid = Image.open(tmp_path / "real_and_recon.png")
+    assert grid.size == (10 * 28, 10 * 28)
+
+    result = capsnet("manipulate", "-w", weights, "--digit", 3, "--save_dir", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    grid = np.asarray(Image.open(tmp_path / "manipulate-3.png"))
+    assert grid.shape == (16 * 28, 11 * 28)
+    # The middle column is the unedited capsule: every row shows the same digit there.
+    middle = grid[:, 5 * 28:6 * 28].reshape(16, 28, 28)
+    assert all(np.array_equal(middle[0], row) for row in middle)
+
+
+def test_reference_style_testing_flag(trained_run, tmp_path):
+    run, _ = trained_run
+    result = capsnet("-t", "-w", run / "trained_model.weights.h5", "--digit", 7, "--save_dir", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "real_and_recon.png").is_file() and (tmp_path / "manipulate-7.png").is_file()
+
+
+def test_resume_extends_a_finished_run(trained_run):
+    run, _ = trained_run
+    result = capsnet("train", "--resume", "--save_dir", run, "--epochs", 2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()
+              if '"kind": "epoch"' in line]
+    assert epochs == [0, 1]
+
+
+def test_data_command_reports_its_source():
+    result = capsnet("data")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["train"] == 60000 and report["test"] == 10000 and report["source"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "--epochs", "zero"], "--epochs"),
+    (["train", "--routings", "0"], "at least 1"),
+    (["manipulate", "--digit", "12"], "--digit"),
+    (["frobnicate"], "unrecognized"),
+])
+def test_bad_flags_give_one_line(args, fragment):
+    assert_one_line_error(capsnet(*args), fragment)
+
+
+def test_bad_weights_give_one_line(tmp_path):
+    corrupt = tmp_path / "corrupt.weights.h5"
+    corrupt.write_bytes(b"\x89HDF\r\n garbage")
+    assert_one_line_error(capsnet("test", "-w", corrupt), "not a readable CapsNet weights file")
+    assert_one_line_error(capsnet("test", "-w", tmp_path / "missing.weights.h5"), "not found")
+
+
+def test_resume_without_a_run_gives_one_line(tmp_path):
+    assert_one_line_error(capsnet("train", "--resume", "--save_dir", tmp_path / "nothing"), "nothing to resume")
