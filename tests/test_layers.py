@@ -127,7 +127,7 @@ def test_weights_round_trip_gives_identical_outputs(tmp_path):
     other.load_weights(path)
     after = [ops.convert_to_numpy(t) for t in other.eval(images)]
     expected = [ops.convert_to_numpy(t) for t in net.eval(images)]
-    for a, e in zip(after, expected):
+    for a, e in zip(after, expected, strict=True):
         np.testing.assert_array_equal(a, e)
     assert not np.array_equal(before[0], expected[0])
 
