@@ -137,7 +137,7 @@ def curve_figures(runs: list[RunDir]) -> dict[str, go.Figure]:
         "accuracy": _figure("Accuracy per epoch", "epoch", "accuracy"),
         "lr": _figure("Learning rate", "step", "lr"),
     }
-    last_epoch = 1
+    last_epoch, last_step = 1, 1
     for i, run in enumerate(runs):
         records = run.read_metrics()
         steps = [r for r in records if r.get("kind") == "step"]
@@ -162,8 +162,16 @@ def curve_figures(runs: list[RunDir]) -> dict[str, go.Figure]:
         figs["lr"].add_scatter(x=x_steps, y=[r.get("lr") for r in steps], name=prefix + "lr",
                                mode="lines+markers", marker_size=4, line=_style(i, 0, overlay))
         last_epoch = max(last_epoch, len(epochs))
-    for key in ("epoch_loss", "accuracy"):  # whole epochs only, at most ~10 ticks
-        figs[key].update_xaxes(tick0=1, dtick=max(1, round(last_epoch / 10)))
+        last_step = max(last_step, max(x_steps, default=1))
+    # Whole epochs and steps only, at most ~10 ticks; a constant learning rate drawn from zero, not centred.
+    for key, last in (("epoch_loss", last_epoch), ("accuracy", last_epoch), ("step_loss", last_step),
+                      ("lr", last_step)):
+        figs[key].update_xaxes(tick0=1 if "epoch" in key or key == "accuracy" else 0,
+                               dtick=max(1, round(last / 10)))
+        if not any(len(trace.x or ()) for trace in figs[key].data):
+            figs[key].add_annotation(text="no records yet", showarrow=False, x=0.5, y=0.5, xref="paper",
+                                     yref="paper", font=dict(color="gray"))
+    figs["lr"].update_yaxes(rangemode="tozero", exponentformat="e")
     return figs
 
 

@@ -1,0 +1,170 @@
+"""The Train page under Streamlit's AppTest: launch from the form, poll until done, stop, resume, refuse, delete."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from train_support import TINY, assert_logged_once, write_tiny_mnist
+
+from capsnet import launch
+from capsnet.rundir import RunDir, list_runs
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "4_Train.py")
+
+
+@pytest.fixture
+def runs_root(mnist, tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPSNET_DATA", str(write_tiny_mnist(mnist, tmp_path / "data")))
+    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
+    yield tmp_path / "runs"
+    for run in list_runs(tmp_path / "runs"):  # never leave a trainer behind
+        pid = run.read_raw_status().get("pid")
+        if pid and launch.owns_pid(run, pid):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=90).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def fill_and_launch(at: AppTest, label: str, **params) -> None:
+    at.text_input(key="train.label").input(label)
+    for key, value in params.items():
+        at.number_input(key=f"train.{key}").set_value(value)
+    next(b for b in at.button if b.label == "Launch").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def heading(at: AppTest) -> str:
+    return at.subheader[0].value if len(at.subheader) else ""
+
+
+def poll(at: AppTest, done, what: str, timeout: float = 150.0) -> None:
+    """Rerun the page, as the live fragment does every second, until `done(at)`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        if done(at):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"page never showed {what}; last heading {heading(at)!r}, table:\n"
+                       f"{at.dataframe[0].value.to_string() if len(at.dataframe) else ''}")
+
+
+def chart_points(at: AppTest) -> dict[str, int]:
+    """Points per chart title, read from the Plotly specs the page sent."""
+    counts = {}
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        title = spec["layout"]["title"]["text"].split(" (")[0]
+        counts[title] = sum(len([y for y in trace.get("y", []) if y is not None]) for trace in spec["data"])
+    return counts
+
+
+def test_form_launches_a_run_that_trains_to_the_end(runs_root):
+    at = page()
+    assert "No runs yet" in at.info[0].value
+    fill_and_launch(at, "tiny", epochs=1, subset=200, batch_size=50, log_every=1)
+    assert "Launched" in at.success[0].value
+    name = list_runs(runs_root)[0].name
+    assert name.endswith("-tiny") and at.selectbox(key="train.watched").value == name
+
+    poll(at, lambda at: "finished" in heading(at), "the run finished")
+    table = at.dataframe[0].value
+    assert table.loc[0, "run"] == name and "finished" in table.loc[0, "state"]
+    assert table.loc[0, "epochs"] == "1/1" and table.loc[0, "best val acc"] is not None
+    points = chart_points(at)
+    assert points["Loss per step"] == 3 * 4  # total, margin and reconstruction at each of the 4 steps
+    assert points["Accuracy per epoch"] == 2 and points["Learning rate"] == 4
+    assert "predicted:" in at.get("image")[0].captions[0]  # the decoder's reconstructions are shown
+
+    at.button(key="train.use").click().run()
+    assert at.session_state["active_weights"] == str(RunDir(runs_root / name).final_weights)
+
+    at.button(key="train.delete").click().run()
+    assert "Delete run" in at.warning[0].value
+    at.button(key="train.delete_yes").click().run()
+    assert not list_runs(runs_root) and "Deleted" in at.success[0].value
+
+
+def test_stop_and_resume_from_the_page(runs_root):
+    at = page()
+    fill_and_launch(at, "stop", **TINY)
+    run = list_runs(runs_root)[0]
+
+    # One run per device: a second launch on the CPU is refused with a message, not a traceback.
+    fill_and_launch(at, "second", **TINY)
+    assert "one run per device" in at.error[0].value and len(list_runs(runs_root)) == 1
+
+    poll(at, lambda at: any(r["kind"] == "step" for r in run.read_metrics()) and "running" in heading(at),
+         "training steps")
+    assert "step" in at.get("progress")[0].proto.text
+    at.button(key="train.stop").click().run()
+    assert "Asked" in at.success[0].value
+    poll(at, lambda at: "stopped" in heading(at), "the run stopped")
+    assert at.button(key="train.resume").disabled is False
+
+    at.button(key="train.resume").click().run()
+    assert "Resumed" in at.success[0].value
+    poll(at, lambda at: "finished" in heading(at), "the resumed run finished", timeout=200)
+    assert_logged_once(run, epochs=2, steps_per_epoch=12)
+    assert chart_points(at)["Loss per step"] == 3 * 24
+
+
+# --- pages over run directories written here, no trainer processes -----------------------------------------------
+
+def fake_run(root: Path, name: str, state: str, epochs: int = 2, steps: int = 3, **status) -> RunDir:
+    """A run directory as the trainer leaves it, with made-up but well-formed records."""
+    run = RunDir(root / name)
+    run.path.mkdir(parents=True)
+    run.config_file.write_text(json.dumps({"dataset": "mnist", "epochs": epochs, "batch_size": 50, "lr": 0.001,
+                                           "lr_decay": 0.9, "lam_recon": 0.392, "shift_fraction": 0.1,
+                                           "subset": 150, "model": {"routings": 3}}))
+    for epoch in range(epochs):
+        for step in range(1, steps + 1):
+            run.append_metrics({"kind": "step", "epoch": epoch, "step": step, "global_step": epoch * steps + step,
+                                "loss": 0.5 / (epoch + 1), "margin_loss": 0.4, "recon_loss": 0.2, "lr": 0.001})
+        run.append_metrics({"kind": "epoch", "epoch": epoch, "loss": 0.5, "margin_loss": 0.4, "recon_loss": 0.2,
+                            "accuracy": 0.5, "val_loss": 0.4, "val_margin_loss": 0.3, "val_recon_loss": 0.2,
+                            "val_accuracy": 0.6 + 0.1 * epoch, "lr": 0.001})
+    run.write_status(state, epoch=epochs - 1, step=steps, steps_per_epoch=steps, started=1.0e9, **status)
+    return run
+
+
+def test_overlay_failed_logs_and_interrupted_runs(tmp_path, monkeypatch, random_weights):
+    root = tmp_path / "runs"
+    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(root))
+    good = fake_run(root, "20250101-000000-good", "finished")
+    good.checkpoint_dir.mkdir()
+    good.best_checkpoint.write_bytes(random_weights.read_bytes())
+    failed = fake_run(root, "20250102-000000-bad", "failed", epochs=1, message="ValueError: boom")
+    failed.stdout_file.write_text("run directory: x\nTraceback (most recent call last):\nValueError: boom\n")
+    cut = fake_run(root, "20250103-000000-cut", "running", pid=2**22 + 1)  # no such process: kill -9'd
+
+    at = page()
+    assert at.selectbox(key="train.watched").value == cut.name  # newest first
+    assert "interrupted" in heading(at) and at.button(key="train.resume").disabled is False
+    assert "without writing a final status" in at.error[0].value
+    states = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["state"], strict=True))
+    assert states == {cut.name: "interrupted", failed.name: "failed", good.name: "finished"}
+
+    at.selectbox(key="train.watched").set_value(failed.name).run()
+    assert "boom" in at.error[0].value and "ValueError: boom" in at.code[0].value
+    assert at.button(key="train.delete").disabled is False
+
+    at.selectbox(key="train.watched").set_value(good.name).run()
+    assert "predicted:" in at.get("image")[0].captions[0]  # reconstructions from the best checkpoint
+    at.multiselect(key="train.overlay").set_value([failed.name]).run()
+    assert not at.exception
+    for chart in at.get("plotly_chart"):
+        names = [trace.get("name", "") for trace in json.loads(chart.proto.spec)["data"]]
+        assert any(n.startswith(good.name) for n in names) and any(n.startswith(failed.name) for n in names)
+    assert chart_points(at)["Accuracy per epoch"] == 2 * 2 + 2 * 1
