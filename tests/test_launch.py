@@ -110,3 +110,17 @@ def test_kill_9_reads_interrupted_and_resume_continues_from_the_checkpoint(runs)
     assert run.epoch_records()[0] == first_epoch  # epoch 0 was not trained again
     resumed_log = run.stdout_file.read_text().split("--resume")[-1]
     assert "Epoch 2/2" in resumed_log and "Epoch 1/2" not in resumed_log
+
+
+def test_stop_while_starting_then_resume_starts_over(runs):
+    """A stop before training began (TensorFlow still importing) leaves no checkpoint: Resume starts afresh."""
+    run = launch.launch({**TINY, "subset": 200, "epochs": 1}, label="early")
+    runs.append(run)
+    launch.stop(run)
+    wait_state(run, ("stopped",), timeout=30)
+    assert not run.last_checkpoint.is_file()
+
+    launch.resume(run)
+    wait_state(run, ("finished",), timeout=120)
+    assert_logged_once(run, epochs=1, steps_per_epoch=4)
+    assert run.stdout_file.read_text().count("=== ") == 2  # both attempts logged to the same stdout.log
