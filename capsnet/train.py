@@ -10,6 +10,7 @@ import json
 import math
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -175,6 +176,16 @@ def describe_device() -> str:
     return f"CPU ({os.cpu_count()} cores)"
 
 
+def code_version() -> str | None:
+    """The git commit of the code doing the training (None outside a git checkout)."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None
+
+
 def set_precision(precision: str) -> None:
     if precision not in ("mixed_bfloat16", "float32", "mixed_float16"):
         raise ValueError(f"unknown precision {precision!r}; use mixed_bfloat16 or float32")
@@ -200,8 +211,13 @@ def train(config: TrainConfig, save_dir: str | Path, resume: bool = False, weigh
         raise FileNotFoundError(f"nothing to resume in {run.path}: no {run.last_checkpoint.name}")
     run.path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.config_file, config.to_json())
-    run.write_status("running", pid=os.getpid(), device=describe_device(),
-                     started=run.read_raw_status().get("started", time.time()), message="")
+    previous = run.read_raw_status()
+    device = describe_device()
+    # One entry per process that worked on this run: how many sessions a long training took, and where.
+    session = {"pid": os.getpid(), "started": time.time(), "device": device, "git_commit": code_version(),
+               "initial_epoch": run.checkpoint_state().get("epochs_completed", 0) if resume else 0}
+    run.write_status("running", pid=os.getpid(), device=device, started=previous.get("started", time.time()),
+                     sessions=previous.get("sessions", []) + [session], message="")
     try:
         net = fit(config, run, resume, weights, strategy, data, verbose)
     except BaseException as error:

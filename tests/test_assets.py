@@ -1,0 +1,48 @@
+"""What ships in assets/: the test-digit sample, the pretrained model and its card, and the tool that makes them."""
+
+import json
+
+import numpy as np
+import pytest
+
+from capsnet.config import TrainConfig
+from capsnet.data import Dataset
+from capsnet.evaluate import accuracy_report, predict_all
+from capsnet.inference import PRETRAINED_CARD, PRETRAINED_WEIGHTS, load_capsnet
+from capsnet.publish import publish
+from capsnet.sample import SAMPLE_PATH, load_sample
+from capsnet.train import train
+
+
+def test_sample_digits_are_the_test_images_they_claim_to_be(mnist):
+    sample = load_sample(SAMPLE_PATH)
+    assert len(sample.images) == 1000
+    np.testing.assert_array_equal(sample.images, mnist.x_test[sample.indices])
+    np.testing.assert_array_equal(sample.labels, mnist.y_test[sample.indices])
+    assert np.bincount(sample.labels, minlength=10).tolist() == [100] * 10
+
+
+@pytest.mark.slow
+def test_shipped_model_reproduces_its_card(mnist):
+    if not PRETRAINED_WEIGHTS.is_file():
+        pytest.skip("no pretrained model in assets/ yet")
+    card = json.loads(PRETRAINED_CARD.read_text())
+    net = load_capsnet()  # the default: the same path the app takes
+    lengths, _, _ = predict_all(net, mnist.x_test)
+    accuracy = accuracy_report(lengths, mnist.y_test)["accuracy"]
+    assert abs(accuracy - card["test_accuracy"]) <= 0.0005
+    assert card["test_images"] == 10000 and card["config"]["model"]["routings"] == 3
+
+
+def test_publish_writes_weights_and_a_truthful_card(mnist, tmp_path):
+    run = tmp_path / "run"
+    data = Dataset(mnist.x_train[:200], mnist.y_train[:200], mnist.x_test[:100], mnist.y_test[:100], mnist.source)
+    train(TrainConfig(epochs=1, batch_size=50), run, data=data, verbose=0)
+    weights, card_path = tmp_path / "assets" / "capsnet.weights.h5", tmp_path / "assets" / "model_card.json"
+    card = publish(run, weights, card_path)
+    assert weights.is_file() and json.loads(card_path.read_text()) == card
+    assert card["epochs_trained"] == 1 and card["test_images"] == 10000
+    assert card["training"]["sessions"] == 1 and card["config"]["batch_size"] == 50
+    lengths, _, _ = predict_all(load_capsnet(weights), mnist.x_test)
+    assert accuracy_report(lengths, mnist.y_test)["accuracy"] == card["test_accuracy"]
+    assert len(card["data"]["sha256_of_arrays"]) == 64
