@@ -12,6 +12,8 @@ from capsnet import app_support as ui
 from capsnet.catalog import model_card
 
 st.set_page_config(page_title="CapsNet Explorer", page_icon="🧠", layout="wide")
+if page := ui.page_for_url(st.context.url):  # /draw, /LATENT, ...: Streamlit only knows /Draw, /Latent
+    st.switch_page(page)
 st.title("CapsNet Explorer")
 st.markdown(
     """
@@ -37,9 +39,12 @@ else:
     columns = st.columns(4)
     columns[0].metric("Source", model.choice.source)
     columns[1].metric("Routing iterations", card.get("routings") or "?")
-    columns[2].metric("Test accuracy", f"{100 * accuracy:.2f}%" if isinstance(accuracy, (int, float)) else "n/a",
-                      help="From the model card, or the best epoch of its training run (validated on MNIST test).")
-    columns[3].metric("Trained", card.get("trained") or "unknown")
+    known = isinstance(accuracy, (int, float))
+    columns[2].metric("Test accuracy", f"{100 * accuracy:.2f}%" if known else "n/a",
+                      help="From the model card, or the best epoch of its training run (validated on the MNIST "
+                           "test set)." if known else "Not recorded with this file: the Reconstruct page measures it.")
+    trained = card.get("trained") or "unknown"
+    columns[3].metric("Trained", trained.split(" ")[0], help=trained)  # the date; the time is in the tooltip
     st.caption(f"{card['source']} · `{card['weights']}`")
     if card.get("details"):
         with st.expander("Full model card"):
@@ -54,6 +59,6 @@ if message := st.session_state.pop(ui.UPLOAD_MESSAGE, None):
     (st.error if kind == "error" else st.success)(text)
 
 st.subheader("Explore")
-st.page_link(ui.PAGES["draw"], label="Draw a digit and see every capsule's vote", icon="✏️")
-st.page_link(ui.PAGES["reconstruct"], label="Test images next to their reconstructions", icon="🔁")
-st.page_link(ui.PAGES["latent"], label="Move through a capsule's 16 dimensions", icon="🎚️")
+st.page_link(ui.PAGES["draw"], label="Draw a digit and see every capsule's vote", icon=":material/draw:")
+st.page_link(ui.PAGES["reconstruct"], label="Test images next to their reconstructions", icon=":material/compare:")
+st.page_link(ui.PAGES["latent"], label="Move through a capsule's 16 dimensions", icon=":material/tune:")

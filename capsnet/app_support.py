@@ -8,6 +8,7 @@ with a training run): single-image inference gains nothing from more than a few 
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ import tensorflow as tf
 
 from capsnet import catalog
 from capsnet.catalog import ModelChoice
-from capsnet.evaluate import accuracy_report, manipulation_grid, predict_all, to_uint8
-from capsnet.explore import enlarge, png_bytes
+from capsnet.evaluate import accuracy_report, manipulation_grid, predict_all
+from capsnet.explore import png_bytes
 from capsnet.inference import ModelLoadError, Predictor, load_capsnet
 from capsnet.sample import TestDigits, load_test_digits
 
@@ -172,13 +173,13 @@ def require_model() -> ActiveModel:
 
 def no_model_hint() -> None:
     st.info("There is no model to explore yet: pick or upload one on the Home page, or train one.")
-    st.page_link(PAGES["home"], label="Home: choose a model", icon="🏠")
+    st.page_link(PAGES["home"], label="Home: choose a model", icon=":material/home:")
     train_link()
 
 
 def train_link() -> None:
     if (REPO / PAGES["train"]).is_file():
-        st.page_link(PAGES["train"], label="Train a model", icon="🏋️")
+        st.page_link(PAGES["train"], label="Train a model", icon=":material/model_training:")
     else:
         st.markdown("Train one from a terminal: `python -m capsnet train` (results go to `runs/`).")
 
@@ -201,9 +202,11 @@ def save_weights_upload() -> None:
 # display helpers -------------------------------------------------------------------------------------------------
 def show_digit(image: np.ndarray, caption: str | None = None, scale: int = DISPLAY_SCALE, where=st,
                alt: str | None = None) -> None:
-    """A 28x28 image, enlarged with hard pixel edges (PNG: JPEG would blur them). `alt` names it for screen
-    readers and for the browser tests."""
-    where.image(to_uint8(enlarge(image, scale)), caption=caption, output_format="PNG", alt=alt or caption)
+    """A 28x28 image, enlarged with hard pixel edges. It travels inline, as a PNG data URL inside the page update:
+    a media-file URL would cost the browser one more request to the server per image, per slider move. `alt`
+    names it for screen readers and for the browser tests."""
+    url = "data:image/png;base64," + base64.b64encode(png_bytes(image, scale)).decode("ascii")
+    where.image(url, caption=caption, alt=alt or caption)
 
 
 def lengths_figure(lengths: np.ndarray, highlight: int | None = None) -> go.Figure:

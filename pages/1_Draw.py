@@ -21,7 +21,7 @@ def read_input() -> tuple[np.ndarray | None, str | None]:
     there is none) and what went wrong, if anything, for the user."""
     canvas = st_canvas(stroke_width=18, stroke_color="#FFFFFF", background_color="#000000", width=280, height=280,
                        drawing_mode="freedraw", return_image_data=True, update_streamlit=True, key=ui.CANVAS)
-    st.caption("White ink on black, like MNIST. The toolbar under the canvas undoes and clears.")
+    st.caption("White ink on black, like MNIST. Hover over the canvas for its toolbar: undo, redo and clear (the bin).")
     upload = st.file_uploader("…or upload a photo or scan of a digit", type=IMAGE_TYPES, key=ui.IMAGE_UPLOAD)
     if upload is not None:
         try:
@@ -55,13 +55,14 @@ def draw_and_predict(model: ui.ActiveModel) -> None:
         st.markdown(f"## Prediction: {digit}")
         st.caption(f"capsule length {prediction.lengths[digit]:.3f} (a capsule's length is its probability)")
         columns = st.columns(3)
-        ui.show_digit(image, "what the model sees (28×28)", scale=5, where=columns[0])
-        ui.show_digit(prediction.reconstruction, f"reconstruction from capsule {digit}", scale=5, where=columns[1])
-        other = columns[2].segmented_control("Reconstruct as", list(range(10)), key="draw.as_class",
-                                             help="Decode the same capsules as if another class had won.")
+        ui.show_digit(image, "what the model sees (28×28)", scale=5, where=columns[0], alt="model input")
+        ui.show_digit(prediction.reconstruction, f"reconstruction from capsule {digit}", scale=5, where=columns[1],
+                      alt="reconstruction")
+        other = st.segmented_control("Reconstruct as another class", list(range(10)), key="draw.as_class",
+                                     help="Decode the same capsules as if that class had won.")
         if other is not None:
             ui.show_digit(model.predictor.decode(prediction.capsules, other), f"as a {other}", scale=5,
-                          where=columns[2])
+                          where=columns[2], alt="reconstruction as another class")
         st.plotly_chart(ui.lengths_figure(prediction.lengths, highlight=digit), config={"displayModeBar": False})
 
 

@@ -73,7 +73,7 @@ def sliders_and_reconstruction() -> None:
         st.button("Reset sliders", on_click=reset_sliders, icon=":material/restart_alt:")
     edited = edit_capsule(capsules, digit, values, absolute)
     with view:
-        ui.show_digit(model.predictor.decode(edited, digit), "edited reconstruction")
+        ui.show_digit(model.predictor.decode(edited, digit), "edited reconstruction")  # alt text: the same
         st.caption(f"edited capsule length {np.linalg.norm(edited[digit]):.3f}")
 
 
