@@ -114,7 +114,7 @@ def model_card(choice: ModelChoice) -> dict[str, Any]:
         extra = read_json(PRETRAINED_CARD)
         card["test_accuracy"] = first_of(extra, "test_accuracy", "accuracy", ("metrics", "test_accuracy"))
         card["trained"] = first_of(extra, "trained", "trained_at", "date", "created")
-        card["epochs"] = first_of(extra, "epochs", ("config", "epochs"), ("train", "epochs"))
+        card["epochs"] = first_of(extra, "epochs_trained", "epochs", ("config", "epochs"))
     elif choice.run is not None:
         summary = choice.run.summary()
         config = choice.run.read_config()

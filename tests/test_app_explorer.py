@@ -196,3 +196,21 @@ def test_catalog_lists_finished_runs_only(app_env, random_weights, monkeypatch):
     assert [c.key for c in choices] == ["env", "run:20260101-done"]
     card = catalog.model_card(choices[1])
     assert card["routings"] == 2 and card["trained"]
+
+
+def test_catalog_reads_the_shipped_model_card(app_env, random_weights, monkeypatch):
+    """The card `python -m capsnet.publish` writes, as the Home page reads it."""
+    card_path = app_env / "model_card.json"
+    card_path.write_text(json.dumps({"test_accuracy": 0.9963, "date": "2026-11-25", "epochs_trained": 50,
+                                     "config": {"model": {"routings": 3}}}))
+    monkeypatch.setattr(catalog, "PRETRAINED_WEIGHTS", random_weights)
+    monkeypatch.setattr(catalog, "PRETRAINED_CARD", card_path)
+    monkeypatch.delenv("CAPSNET_WEIGHTS")
+    choice = catalog.available_models()[0]
+    assert choice.source == "pretrained"
+    card = catalog.model_card(choice)
+    assert (card["test_accuracy"], card["trained"], card["epochs"], card["routings"]) == (0.9963, "2026-11-25", 50, 3)
+    at = open_app()
+    assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Test accuracy"] == "99.63%" and metrics["Trained"] == "2026-11-25"

@@ -3,14 +3,19 @@
 One server and one browser serve the whole module (starting them is most of the cost). The tests also time what
 the issue sets targets for, measured inside the page (performance.now(), no Playwright round trips):
 
-- first render: navigation start until the Home page shows the model card, on a freshly started server (<= 5 s);
-- stroke -> prediction: the canvas' pointerup until the new 28x28 model input image has loaded (<= 150 ms);
-- slider -> reconstruction: the ArrowRight keydown until the new edited reconstruction has loaded (<= 150 ms).
+- first render: navigation start until the Home page shows its title, and its model card, on a fresh server;
+- stroke -> prediction: the canvas' pointerup until the new 28x28 model input image is on screen;
+- slider -> reconstruction: the ArrowRight/End keydown until the new edited reconstruction is on screen.
 
-`pytest -s -m browser tests/test_browser_explorer.py` prints them. The latency targets are reported, not asserted
-(a loaded CI machine must not turn them into flaky failures); only gross regressions (> 1 s) fail.
+Each latency is also split at the moment the browser sends the interaction to the server: streamlit-drawable-canvas
+0.13 waits a fixed 200 ms after a stroke before sending it (a debounce in its frontend), which the app cannot change.
+
+`pytest -s -m browser tests/test_browser_explorer.py` prints the figures (with the machine's load average). The
+latency targets are reported, not asserted -- a loaded CI machine must not turn them into flaky failures; only
+gross regressions (a median over 1 s) fail.
 """
 
+import os
 import statistics
 import time
 
@@ -23,8 +28,19 @@ PAGES = {"/": "CapsNet Explorer", "/Draw": "Draw a digit", "/Reconstruct": "Real
          "/Latent": "Inside a capsule"}
 TIMINGS: dict[str, object] = {}
 
+# Installed in every page: remembers when the app sends each message to the server, so a latency splits into
+# "the widget waits before telling the server" (the canvas debounces strokes) and "the app answers".
+RECORD_SENDS_JS = """
+window.capsnetSends = [];
+const send = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+    window.capsnetSends.push(performance.now());
+    return send.call(this, data);
+};
+"""
+
 # Resolves when the image with alt text `alt` shows a new picture (src changed, and loaded) after the trigger event.
-# Returns [trigger -> new src in the DOM, trigger -> image loaded] in milliseconds.
+# Returns, in ms: [trigger -> new src in the DOM, trigger -> image loaded, first message sent -> image loaded].
 MEASURE_JS = """([alt, trigger]) => { window.capsnetMeasure = new Promise((resolve, reject) => {
     const find = () => document.querySelector(`img[alt="${alt}"]`);
     const before = find() ? find().src : null;
@@ -36,7 +52,8 @@ MEASURE_JS = """([alt, trigger]) => { window.capsnetMeasure = new Promise((resol
         swapped = swapped ?? performance.now();
         if (img.complete && img.naturalWidth > 0) {
             observer.disconnect();
-            resolve([swapped - start, performance.now() - start]);
+            const now = performance.now(), sent = window.capsnetSends.find(t => t >= start) ?? start;
+            resolve([swapped - start, now - start, now - sent]);
         } else {
             img.addEventListener("load", check, {once: true});
         }
@@ -71,6 +88,7 @@ def browser(chromium_path, tmp_path_factory):
             str(tmp_path_factory.mktemp("chromium-profile")), executable_path=chromium_path, headless=True,
             args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 1000},
         )
+        context.add_init_script(RECORD_SENDS_JS)
         yield context
         context.close()
 
@@ -86,6 +104,7 @@ def page(browser):
 def report_timings():
     yield
     if TIMINGS:
+        TIMINGS["load average (1, 5, 15 min) at the end"] = os.getloadavg()
         print("\nexplorer timings:", *(f"  {name}: {value}" for name, value in TIMINGS.items()), sep="\n")
 
 
@@ -109,19 +128,20 @@ def draw(page, points: list[tuple[float, float]]) -> None:
     page.mouse.up()
 
 
-def measure(page, alt: str, trigger: str, action) -> tuple[float, float]:
-    """Run `action` and return (ms to the new image in the DOM, ms to it being loaded), timed in the page."""
+def measure(page, alt: str, trigger: str, action) -> list[float]:
+    """Run `action`; return the MEASURE_JS figures (ms), timed inside the page."""
     page.evaluate(MEASURE_JS, [alt, trigger])
     action()
-    swapped, loaded = page.evaluate("() => window.capsnetMeasure")
-    return round(swapped, 1), round(loaded, 1)
+    return [round(ms, 1) for ms in page.evaluate("() => window.capsnetMeasure")]
 
 
-def summarise(name: str, samples: list[tuple[float, float]]) -> float:
-    loaded = [s[1] for s in samples]
-    TIMINGS[f"{name}: median / max ms (image loaded)"] = (statistics.median(loaded), max(loaded))
-    TIMINGS[f"{name}: median ms (new image in DOM)"] = statistics.median(s[0] for s in samples)
-    return statistics.median(loaded)
+def summarise(name: str, samples: list[list[float]]) -> float:
+    """Record medians (and the worst case) of what `measure` returned; the median of trigger -> image loaded."""
+    column = list(zip(*samples, strict=True))
+    TIMINGS[f"{name}: median / max ms, trigger -> image shown"] = (statistics.median(column[1]), max(column[1]))
+    TIMINGS[f"{name}: median ms, trigger -> new image in the DOM"] = statistics.median(column[0])
+    TIMINGS[f"{name}: median ms, message sent -> image shown"] = statistics.median(column[2])
+    return statistics.median(column[1])
 
 
 def test_first_render_and_every_page_by_url(server, page, tmp_path):
