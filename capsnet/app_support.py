@@ -206,7 +206,7 @@ def require_model() -> ActiveModel:
 
 
 def no_model_hint() -> None:
-    st.info("There is no model to explore yet: pick or upload one on the Home page, or train one.")
+    st.info("There is no usable model to explore yet: pick or upload one on the Home page, or train one.")
     st.page_link(PAGES["home"], label="Home: choose a model", icon=":material/home:")
     train_link()
 

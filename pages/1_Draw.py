@@ -24,6 +24,7 @@ def read_input() -> tuple[np.ndarray | None, str | None]:
     st.caption("White ink on black, like MNIST. Hover over the canvas for its toolbar: undo, redo and clear (the bin).")
     upload = st.file_uploader("…or upload a photo or scan of a digit", type=IMAGE_TYPES, key=ui.IMAGE_UPLOAD)
     if upload is not None:
+        st.caption("Using the uploaded image: remove it (×) to draw again.")
         try:
             image = from_upload(upload.getvalue())
         except UnreadableImage as error:

@@ -60,16 +60,13 @@ def sliders_and_reconstruction() -> None:
     winning = capsules[digit]
     controls, view = st.columns([2, 1], gap="large")
     with controls:
-        st.markdown(f"**Capsule {digit}**: 16 dimensions")
+        st.markdown(f"**Capsule {digit}**: {len(winning)} dimensions")
         halves = st.columns(2)
         values = np.zeros(len(winning), np.float32)
         for d in range(len(winning)):
             key = f"latent.dim.{identity}.{'abs' if absolute else 'offset'}.{generation}.{d}"
-            if absolute:
-                values[d] = halves[d // 8].slider(f"dimension {d}", -1.0, 1.0, round(float(winning[d]), 2), 0.01,
-                                                  key=key)
-            else:
-                values[d] = halves[d // 8].slider(f"dimension {d}", -0.25, 0.25, 0.0, 0.01, key=key)
+            low, high, start = (-1.0, 1.0, round(float(winning[d]), 2)) if absolute else (-0.25, 0.25, 0.0)
+            values[d] = halves[2 * d // len(winning)].slider(f"dimension {d}", low, high, start, 0.01, key=key)
         st.button("Reset sliders", on_click=reset_sliders, icon=":material/restart_alt:")
     edited = edit_capsule(capsules, digit, values, absolute)
     with view:

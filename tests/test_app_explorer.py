@@ -92,7 +92,22 @@ def test_without_any_model_pages_say_so(monkeypatch, tmp_path):
     for page in PAGES:
         at.switch_page(page).run()
         assert_clean(at)
-        assert "no model to explore yet" in at.info[0].value
+        assert "no usable model to explore yet" in at.info[0].value
+
+
+@pytest.mark.parametrize("content", [b"garbage", None], ids=["corrupt", "missing"])
+def test_a_bad_weights_file_is_a_message_on_every_page(app_env, monkeypatch, content):
+    bad = app_env / "bad.weights.h5"
+    if content is not None:
+        bad.write_bytes(content)
+    monkeypatch.setenv("CAPSNET_WEIGHTS", str(bad))
+    at = open_app()
+    assert not at.exception
+    assert "Cannot load the model" in at.error[0].value
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not at.exception
+        assert "Cannot load the model" in at.error[0].value and "no usable model" in at.info[0].value
 
 
 def test_latent_slider_moves_the_reconstruction(app_env):

@@ -65,7 +65,7 @@ MEASURE_JS = """([alt, trigger]) => { window.capsnetMeasure = new Promise((resol
 
 
 @pytest.fixture(scope="module")
-def server(random_weights, tmp_path_factory):
+def server(chromium_path, random_weights, tmp_path_factory):  # no browser, no test: do not start a server either
     folder = tmp_path_factory.mktemp("explorer-server")
     env = {"CAPSNET_WEIGHTS": str(random_weights), "CAPSNET_RUNS_DIR": str(folder / "runs"),
            "CAPSNET_UPLOAD_DIR": str(folder / "uploads"), "TF_CPP_MIN_LOG_LEVEL": "3"}
