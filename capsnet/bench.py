@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from functools import partial
 
 import keras
 import numpy as np
@@ -43,14 +44,19 @@ def training_throughput(precision: str, batch_size: int = 100, steps: int = 20, 
 
 
 def inference_latency(precision: str = "float32", repeats: int = 200) -> dict[str, float]:
+    """Median milliseconds of one classify+reconstruct and one decode, with and without XLA."""
     keras.mixed_precision.set_dtype_policy(precision)
-    predictor = Predictor(build_capsnet())
+    net = build_capsnet()
     image = np.random.default_rng(0).random((28, 28), dtype=np.float32)
-    capsules = predictor.predict(image).capsules
-    return {
-        "classify_reconstruct_ms": 1000 * median_seconds(lambda: predictor.predict(image), repeats, 20),
-        "decode_ms": 1000 * median_seconds(lambda: predictor.decode(capsules, 3), repeats, 20),
-    }
+    results = {}
+    for jit, suffix in ((True, ""), (False, "_without_xla")):
+        predictor = Predictor(net, jit_compile=jit)
+        capsules = predictor.predict(image).capsules
+        classify = partial(predictor.predict, image)
+        decode = partial(predictor.decode, capsules, 3)
+        results[f"classify_reconstruct_ms{suffix}"] = 1000 * median_seconds(classify, repeats, 20)
+        results[f"decode_ms{suffix}"] = 1000 * median_seconds(decode, repeats, 20)
+    return results
 
 
 def same_seed_accuracy(precision: str, train_images: int = 6000, test_images: int = 2000, seed: int = 0) -> dict:

@@ -79,16 +79,18 @@ class Prediction:
 class Predictor:
     """Compiled single-image inference over a loaded CapsNet."""
 
-    def __init__(self, net: CapsNet):
+    def __init__(self, net: CapsNet, jit_compile: bool = True):
         self.net = net
         self.num_classes = net.config.num_classes
         height, width, channels = net.config.input_shape
+        # XLA is ruinous for training on CPU (~30x slower) but fuses the single-image forward pass well:
+        # 3.5 ms instead of 5.6 ms per classification on the 2-core development machine.
         self._classify = tf.function(
-            lambda image: net.eval(image, training=False),
+            lambda image: net.eval(image, training=False), jit_compile=jit_compile,
             input_signature=[tf.TensorSpec((1, height, width, channels), tf.float32)],
         )
         self._decode = tf.function(
-            lambda capsules, one_hot: net.decoder([capsules, one_hot], training=False),
+            lambda capsules, one_hot: net.decoder([capsules, one_hot], training=False), jit_compile=jit_compile,
             input_signature=[tf.TensorSpec((1, self.num_classes, net.config.digit_dim), tf.float32),
                              tf.TensorSpec((1, self.num_classes), tf.float32)],
         )
