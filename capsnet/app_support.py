@@ -11,10 +11,8 @@ from __future__ import annotations
 import base64
 import gc
 import os
-import re
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd  # noqa: F401  -- imported up front, see the docstring
@@ -88,9 +86,9 @@ LATENT_POSITION = "latent.position"  # which test image of that class, counting 
 LATENT_ABSOLUTE = "latent.absolute"  # sliders hold absolute capsule values instead of offsets
 LATENT_GENERATION = "latent.generation"  # bumped on reset / new digit: slider keys change, so they start afresh
 
-PAGES = {"home": "app.py", "draw": "pages/1_Draw.py", "reconstruct": "pages/2_Reconstruct.py",
-         "latent": "pages/3_Latent.py", "train": "pages/4_Train.py"}
-REPO = Path(__file__).resolve().parent.parent
+# The page files, relative to app.py: st.page_link and st.switch_page take these paths. url_path is the page's URL.
+PAGES = {"home": "app_pages/home.py", "draw": "app_pages/draw.py", "reconstruct": "app_pages/reconstruct.py",
+         "latent": "app_pages/latent.py", "train": "app_pages/train.py"}
 DISPLAY_SCALE = 8  # 28 px digits are shown at 224 px
 
 
@@ -105,14 +103,27 @@ class ActiveModel:
         return str(self.choice.weights), self.version
 
 
-def page_for_url(url: str | None) -> str | None:
-    """The page file a mistyped-case link means: `/draw` -> "pages/1_Draw.py". Streamlit matches page URLs
-    exactly (`/Draw`) and sends anything else to Home, so Home forwards links that differ only in case."""
-    wanted = (url or "").rstrip("/").rsplit("/", 1)[-1].lower()
-    for script in sorted((REPO / "pages").glob("*.py")):
-        if wanted and re.sub(r"^[0-9]*[_ -]*", "", script.stem).lower() == wanted:
-            return f"pages/{script.name}"
-    return None
+def navigation_pages() -> list[st.Page]:
+    """The app's pages for `st.navigation` in app.py, in sidebar order. Explicit lowercase URL paths: `/draw`,
+    `/reconstruct`, ... (Home is `/`)."""
+    return [
+        st.Page(PAGES["home"], title="Home", icon=":material/home:", default=True),
+        st.Page(PAGES["draw"], title="Draw", icon=":material/draw:", url_path="draw"),
+        st.Page(PAGES["reconstruct"], title="Reconstruct", icon=":material/compare:", url_path="reconstruct"),
+        st.Page(PAGES["latent"], title="Latent", icon=":material/tune:", url_path="latent"),
+        st.Page(PAGES["train"], title="Train", icon=":material/model_training:", url_path="train"),
+    ]
+
+
+def use_run(run_name: str) -> None:
+    """Make a training run the model of every explorer page (the Train page's "use this model" button): the same
+    session_state entry the sidebar picker writes, so there is one notion of "the active model"."""
+    st.session_state[MODEL] = catalog.run_key(run_name)
+
+
+def chosen_key() -> str | None:
+    """The ModelChoice.key picked in this session, if any (it may name a model that is gone by now)."""
+    return st.session_state.get(MODEL)
 
 
 # cached resources: one copy per process, shared by all sessions ---------------------------------------------------
@@ -212,10 +223,7 @@ def no_model_hint() -> None:
 
 
 def train_link() -> None:
-    if (REPO / PAGES["train"]).is_file():
-        st.page_link(PAGES["train"], label="Train a model", icon=":material/model_training:")
-    else:
-        st.markdown("Train one from a terminal: `python -m capsnet train` (results go to `runs/`).")
+    st.page_link(PAGES["train"], label="Train a model", icon=":material/model_training:")
 
 
 def save_weights_upload() -> None:

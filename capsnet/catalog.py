@@ -4,7 +4,8 @@ Three kinds of weights file, in the order the picker lists them:
 
 - `$CAPSNET_WEIGHTS`, when set: an explicit choice (tests and deployments use it) that becomes the default;
 - the shipped pretrained model, `assets/capsnet.weights.h5` with `assets/model_card.json`;
-- every training run under `$CAPSNET_RUNS_DIR` (default `runs`) that is no longer training and has weights.
+- every training run under `capsnet.launch.runs_root()` (the Train page's runs) that is no longer training and has
+  weights.
 
 A `.weights.h5` uploaded in the app is copied to a cache folder under a name made from its content, so the same file
 uploaded twice (or by two sessions) is one model, and the in-process model cache keeps working.
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from capsnet.inference import PRETRAINED_CARD, PRETRAINED_WEIGHTS, model_config_for
+from capsnet.launch import runs_root
 from capsnet.rundir import ACTIVE_STATES, RunDir, list_runs
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -38,8 +40,9 @@ class ModelChoice:
     run: RunDir | None = field(default=None, compare=False)
 
 
-def runs_root() -> Path:
-    return Path(os.environ.get("CAPSNET_RUNS_DIR", "runs"))
+def run_key(name: str) -> str:
+    """The ModelChoice.key of the training run `name`: how the Train page hands a run to the explorer."""
+    return f"run:{name}"
 
 
 def upload_dir() -> Path:
@@ -59,7 +62,7 @@ def available_models(runs: str | Path | None = None) -> list[ModelChoice]:
         weights = run.best_weights()
         if state in ACTIVE_STATES or weights is None:  # a running job rewrites its checkpoints under our feet
             continue
-        choices.append(ModelChoice(f"run:{run.name}", f"Run {run.name} ({state})", weights, "run", run))
+        choices.append(ModelChoice(run_key(run.name), f"Run {run.name} ({state})", weights, "run", run))
     choices.extend(uploaded_models())
     return choices
 

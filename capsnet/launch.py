@@ -45,7 +45,9 @@ class DeviceBusy(LaunchError):
 
 
 def runs_root() -> Path:
-    """Where runs live: $CAPSNET_RUNS_DIR, else runs/ in the repository (the CLI's default from the repo root)."""
+    """Where runs live: $CAPSNET_RUNS_DIR, else runs/ in the repository (the CLI's default from the repo root).
+    The one definition: the Train page launches runs here and the explorer's model picker (capsnet.catalog) lists
+    them from here, whatever folder the server was started in."""
     return Path(os.environ.get("CAPSNET_RUNS_DIR") or REPO / "runs").resolve()
 
 

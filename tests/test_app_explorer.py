@@ -1,6 +1,7 @@
 """The explorer's pages through Streamlit's AppTest: every page renders, and each interaction does what it says.
 
-A run starts at app.py and switches pages the way a user does, so page links resolve as under `streamlit run`.
+A run starts at app.py (its `st.navigation`) and switches pages the way a user does, so page links resolve as under
+`streamlit run`.
 The model is the `random_weights` fixture, passed in through $CAPSNET_WEIGHTS as a deployment would.
 """
 
@@ -21,7 +22,7 @@ from capsnet.rundir import RunDir
 from capsnet.sample import load_sample
 
 TIMEOUT = 240  # the first Reconstruct run classifies 1,000 test digits on a CPU that may be training
-PAGES = ["pages/1_Draw.py", "pages/2_Reconstruct.py", "pages/3_Latent.py"]
+PAGES = [ui.PAGES["draw"], ui.PAGES["reconstruct"], ui.PAGES["latent"]]
 
 
 @pytest.fixture
@@ -72,9 +73,9 @@ def test_home_shows_the_active_models_card(app_env, random_weights):
 def test_every_page_renders(app_env, page):
     at = open_app(page)
     assert_clean(at)
-    if page.endswith("Draw.py"):
+    if page == ui.PAGES["draw"]:
         assert "Draw a digit on the canvas" in at.info[0].value  # an empty canvas is a hint, not an error
-    elif page.endswith("Reconstruct.py"):
+    elif page == ui.PAGES["reconstruct"]:
         assert at.metric[0].label.startswith("Test accuracy on 1,000")
         assert len([i for i in at.get("image") if "→" in i.captions[0]]) == 20
     else:
@@ -111,7 +112,7 @@ def test_a_bad_weights_file_is_a_message_on_every_page(app_env, monkeypatch, con
 
 
 def test_latent_slider_moves_the_reconstruction(app_env):
-    at = open_app("pages/3_Latent.py")
+    at = open_app(ui.PAGES["latent"])
     before = images(at)
     at.slider[3].set_value(0.25).run()
     after = images(at)
@@ -127,7 +128,7 @@ def test_latent_slider_moves_the_reconstruction(app_env):
 
 
 def test_draw_canvas_data_gives_a_prediction(app_env):
-    at = open_app("pages/1_Draw.py")
+    at = open_app(ui.PAGES["draw"])
     seven = np.zeros((280, 280, 4), np.uint8)
     seven[..., 3] = 255
     seven[50:70, 60:220, :3] = 255  # the bar
@@ -143,7 +144,7 @@ def test_draw_canvas_data_gives_a_prediction(app_env):
     assert "what the model sees (28×28)" in captions
     assert any(caption.startswith("reconstruction from capsule") for caption in captions)
     assert at.session_state[ui.DRAWING].shape == (28, 28)  # handed on to the Latent page
-    at.switch_page("pages/3_Latent.py").run()
+    at.switch_page(ui.PAGES["latent"]).run()
     at.radio[0].set_value("Last drawing").run()
     assert_clean(at)
     assert "your last drawing" in images(at)
@@ -152,7 +153,7 @@ def test_draw_canvas_data_gives_a_prediction(app_env):
 def test_draw_png_upload(app_env):
     digit = load_sample().images[0]
     scan = 255 - np.kron(digit, np.ones((6, 6), np.uint8))  # dark ink on white paper, 168x168
-    at = open_app("pages/1_Draw.py")
+    at = open_app(ui.PAGES["draw"])
     at.file_uploader[0].set_value(("scan.png", png(scan), "image/png")).run()
     assert_clean(at)
     assert "Prediction:" in texts(at)
@@ -162,7 +163,7 @@ def test_draw_png_upload(app_env):
 
 @pytest.mark.parametrize("content", [b"this is not an image", b""], ids=["garbage", "empty"])
 def test_draw_corrupt_upload_is_a_message(app_env, content):
-    at = open_app("pages/1_Draw.py")
+    at = open_app(ui.PAGES["draw"])
     at.file_uploader[0].set_value(("broken.png", content, "image/png")).run()
     assert not at.exception
     assert "Could not read broken.png" in at.warning[0].value
@@ -179,12 +180,12 @@ def test_weights_upload_good_and_bad(app_env, random_weights):
     assert "now the active model" in at.success[0].value
     assert at.sidebar.selectbox[0].value.startswith("upload:")
     assert {m.label: m.value for m in at.metric}["Source"] == "upload"
-    at.switch_page("pages/3_Latent.py").run()  # the choice follows the user to other pages
+    at.switch_page(ui.PAGES["latent"]).run()  # the choice follows the user to other pages
     assert at.sidebar.selectbox[0].value.startswith("upload:")
 
 
 def test_reconstruct_filters_and_sends_a_digit_to_latent(app_env):
-    at = open_app("pages/2_Reconstruct.py")
+    at = open_app(ui.PAGES["reconstruct"])
     at.sidebar.selectbox(key="reconstruct.class").set_value(4).run()
     at.sidebar.toggle(key="reconstruct.shuffle").set_value(True).run()
     assert_clean(at)

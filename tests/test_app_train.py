@@ -1,4 +1,5 @@
-"""The Train page under Streamlit's AppTest: launch from the form, poll until done, stop, resume, refuse, delete."""
+"""The Train page under Streamlit's AppTest: launch from the form, poll until done, stop, resume, refuse, delete,
+and hand a finished run to the explorer. Runs start at app.py (its `st.navigation`), as under `streamlit run`."""
 
 import json
 import os
@@ -7,19 +8,27 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from streamlit.testing.v1 import AppTest
 from train_support import TINY, assert_logged_once, write_tiny_mnist
 
-from capsnet import launch
+from capsnet import app_support as ui
+from capsnet import catalog, launch
 from capsnet.rundir import RunDir, list_runs
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "4_Train.py")
+
+@pytest.fixture(autouse=True)
+def own_folders(tmp_path, monkeypatch):
+    """Runs and uploads of this test only; the explorer's default model is whatever a test sets."""
+    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))
+    monkeypatch.delenv("CAPSNET_WEIGHTS", raising=False)
+    monkeypatch.setattr(catalog, "PRETRAINED_WEIGHTS", tmp_path / "absent.weights.h5")
 
 
 @pytest.fixture
 def runs_root(mnist, tmp_path, monkeypatch):
     monkeypatch.setenv("CAPSNET_DATA", str(write_tiny_mnist(mnist, tmp_path / "data")))
-    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
     yield tmp_path / "runs"
     for run in list_runs(tmp_path / "runs"):  # never leave a trainer behind
         pid = run.read_raw_status().get("pid")
@@ -27,10 +36,19 @@ def runs_root(mnist, tmp_path, monkeypatch):
             os.killpg(pid, signal.SIGKILL)
 
 
-def page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=90).run()
+def page(name: str = "train") -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=90).run()
+    at.switch_page(ui.PAGES[name]).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def active_source(at: AppTest) -> tuple[str, str]:
+    """What Home says the explorer's model is: its source, and the weights file named under the card."""
+    at.switch_page(ui.PAGES["home"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    source = {m.label: m.value for m in at.metric}.get("Source", "")
+    return source, next((c.value for c in at.caption if ".weights.h5" in c.value), "")
 
 
 def fill_and_launch(at: AppTest, label: str, **params) -> None:
@@ -87,8 +105,11 @@ def test_form_launches_a_run_that_trains_to_the_end(runs_root):
     assert "predicted:" in at.get("image")[0].captions[0]  # the decoder's reconstructions are shown
 
     at.button(key="train.use").click().run()
-    assert at.session_state["active_weights"] == str(RunDir(runs_root / name).final_weights)
+    assert at.session_state[ui.MODEL] == catalog.run_key(name)
+    source, weights = active_source(at)
+    assert source == "run" and str(RunDir(runs_root / name).final_weights) in weights
 
+    at.switch_page(ui.PAGES["train"]).run()
     at.button(key="train.delete").click().run()
     assert "Delete run" in at.warning[0].value
     at.button(key="train.delete_yes").click().run()
@@ -139,9 +160,33 @@ def fake_run(root: Path, name: str, state: str, epochs: int = 2, steps: int = 3,
     return run
 
 
-def test_overlay_failed_logs_and_interrupted_runs(tmp_path, monkeypatch, random_weights):
+def test_use_this_model_makes_the_run_the_explorers_model(tmp_path, monkeypatch, random_weights):
+    """The Train page's button selects the run in the explorer's own model picker: Draw and Home then use it, not
+    the default model ($CAPSNET_WEIGHTS here)."""
+    monkeypatch.setenv("CAPSNET_WEIGHTS", str(random_weights))
+    done = fake_run(tmp_path / "runs", "20250101-000000-done", "finished")
+    done.checkpoint_dir.mkdir()
+    done.best_checkpoint.write_bytes(random_weights.read_bytes())
+    busy = fake_run(tmp_path / "runs", "20250102-000000-busy", "running", pid=os.getpid())  # alive: still training
+    busy.checkpoint_dir.mkdir()
+    busy.best_checkpoint.write_bytes(random_weights.read_bytes())
+
+    at = page()
+    assert at.button(key="train.use").disabled  # the running run: its checkpoints still change
+    at.selectbox(key="train.watched").set_value(done.name).run()
+    at.button(key="train.use").click().run()
+    assert not at.exception and f"now uses run {done.name}" in at.success[0].value
+    assert at.session_state[ui.MODEL] == catalog.run_key(done.name)
+
+    at.switch_page(ui.PAGES["draw"]).run()
+    assert not at.exception and not at.error
+    assert at.sidebar.selectbox(key=ui.MODEL_PICKER).value == catalog.run_key(done.name)
+    source, weights = active_source(at)
+    assert source == "run" and str(done.best_checkpoint) in weights
+
+
+def test_overlay_failed_logs_and_interrupted_runs(tmp_path, random_weights):
     root = tmp_path / "runs"
-    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(root))
     good = fake_run(root, "20250101-000000-good", "finished")
     good.checkpoint_dir.mkdir()
     good.best_checkpoint.write_bytes(random_weights.read_bytes())

@@ -24,8 +24,10 @@ from conftest import CHROMIUM_FLAGS, REPO, StreamlitServer
 
 pytestmark = pytest.mark.browser
 
-PAGES = {"/": "CapsNet Explorer", "/Draw": "Draw a digit", "/Reconstruct": "Real vs. reconstructed",
-         "/Latent": "Inside a capsule"}
+# Every page by its URL (st.navigation in app.py), and its title.
+PAGES = {"/": "CapsNet Explorer", "/draw": "Draw a digit", "/reconstruct": "Real vs. reconstructed",
+         "/latent": "Inside a capsule", "/train": "Train"}
+NAVIGATION = ["Home", "Draw", "Reconstruct", "Latent", "Train"]  # the sidebar's page links, in order
 TIMINGS: dict[str, object] = {}
 
 # Installed in every page: remembers when the app sends each message to the server, so a latency splits into
@@ -116,6 +118,13 @@ def settle(page, timeout: float = 120_000) -> None:
 def assert_no_exception(page) -> None:
     assert page.locator("[data-testid=stException]").count() == 0, page.locator(
         "[data-testid=stException]").first.inner_text()
+    assert page.get_by_text("Page not found").count() == 0, page.url  # Streamlit's dialog for an unknown URL
+
+
+def sidebar_pages(page) -> list[str]:
+    """The labels of the sidebar's page links (each link's text is its Material icon's name, then its label)."""
+    links = page.locator("[data-testid=stSidebarNav] [data-testid=stSidebarNavLink]").all_inner_texts()
+    return [text.strip().splitlines()[-1].strip() for text in links]
 
 
 def draw(page, points: list[tuple[float, float]]) -> None:
@@ -151,23 +160,44 @@ def test_first_render_and_every_page_by_url(server, page, tmp_path):
     TIMINGS["first page render (s): Home title"] = round(page.evaluate("performance.now()") / 1000, 2)
     page.get_by_text("Routing iterations").wait_for(timeout=120_000)
     TIMINGS["first page render (s): Home model card"] = round(page.evaluate("performance.now()") / 1000, 2)
-    paths = dict(PAGES)
-    if (REPO / "pages" / "4_Train.py").is_file():
-        paths["/Train"] = None
-    for path, title in {**paths, "/draw": "Draw a digit", "/LATENT": "Inside a capsule"}.items():
+    for path, title in PAGES.items():
         page.goto(server.url + path)
         settle(page)
-        if path == "/Reconstruct":
+        if path == "/reconstruct":
             page.get_by_text("Test accuracy on").wait_for(timeout=120_000)
         assert_no_exception(page)
-        if title:
-            assert page.locator("h1").first.inner_text().strip() == title, path
+        assert page.locator("h1").first.inner_text().strip() == title, path
+        assert page.url.rstrip("/") == server.url + path.rstrip("/")  # no detour through Home
         page.screenshot(path=tmp_path / f"page-{path.strip('/') or 'home'}.png", full_page=True)
-    assert page.url.endswith("/Latent")  # a lowercase or upper-case link lands on the page itself
+    assert sidebar_pages(page) == NAVIGATION
+
+
+def test_a_direct_link_on_a_fresh_server(streamlit_app, page, random_weights, tmp_path):
+    """The first request a server ever gets is a page's lowercase URL: that page, and no "Page not found" dialog.
+    (The server's very first script run is the one a `pages/` folder would send down Streamlit's old path.)"""
+    server = streamlit_app({"CAPSNET_WEIGHTS": str(random_weights), "CAPSNET_RUNS_DIR": str(tmp_path / "runs"),
+                            "CAPSNET_UPLOAD_DIR": str(tmp_path / "uploads")})
+    page.goto(server.url + "/latent")
+    page.locator('img[alt="edited reconstruction"]').wait_for(timeout=120_000)
+    settle(page)
+    page.wait_for_timeout(500)  # a dialog would come with the first messages; give it time to show
+    assert_no_exception(page)
+    assert page.locator("h1").first.inner_text().strip() == "Inside a capsule"
+    assert sidebar_pages(page) == NAVIGATION
+    page.screenshot(path=tmp_path / "fresh-latent.png", full_page=True)
+    page.get_by_role("link", name="Home").first.click()  # the sidebar's link back
+    page.get_by_text("Routing iterations").wait_for(timeout=60_000)
+    assert page.url.rstrip("/") == server.url
+    assert_no_exception(page)
+    page.get_by_role("link", name="Draw a digit and see every capsule's vote").click()  # Home's own page links
+    page.locator("canvas.upper-canvas").wait_for(timeout=60_000)
+    assert page.url == server.url + "/draw"
+    page.screenshot(path=tmp_path / "fresh-draw.png", full_page=True)
+    print(f"\nscreenshots in {tmp_path}")
 
 
 def test_draw_a_digit_with_the_mouse(server, page, tmp_path):
-    page.goto(server.url + "/Draw")
+    page.goto(server.url + "/draw")
     page.locator("canvas.upper-canvas").wait_for(timeout=60_000)
     settle(page)
     assert page.get_by_text("Draw a digit on the canvas").is_visible()  # empty canvas: a hint
@@ -202,7 +232,7 @@ def test_draw_a_digit_with_the_mouse(server, page, tmp_path):
 
 
 def test_latent_slider_with_the_keyboard(server, page, tmp_path):
-    page.goto(server.url + "/Latent")
+    page.goto(server.url + "/latent")
     image = page.locator('img[alt="edited reconstruction"]')
     image.wait_for(timeout=120_000)
     settle(page)

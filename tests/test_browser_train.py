@@ -51,7 +51,7 @@ def test_launch_watch_stop_resume_finish_in_chromium(streamlit_app, browser_page
     server = streamlit_app({"CAPSNET_RUNS_DIR": str(runs_root), "CAPSNET_DATA": str(data)})
     page = browser_page
     page.set_viewport_size({"width": 1400, "height": 2400})  # Streamlit scrolls inside the page: show it all
-    page.goto(f"{server.url}/Train")
+    page.goto(f"{server.url}/train")
     page.get_by_role("button", name="Launch").wait_for(timeout=90_000)
 
     page.get_by_label("Label", exact=True).fill("browser")

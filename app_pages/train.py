@@ -4,22 +4,17 @@ Training never happens in this process: `capsnet.launch` starts a separate train
 here is read back from the run directories, so runs survive reloads, other tabs and a restart of the server.
 """
 
-import os
-
-# Before TensorFlow starts: without it, the reconstructions below would reserve the whole GPU a run trains on.
-os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-
-import numpy as np  # noqa: E402
-import streamlit as st  # noqa: E402
+import numpy as np
+import streamlit as st
 
 # Heavy imports up front, not lazily inside the fragment's reruns (see capsnet.app_support).
-from capsnet import dashboard, launch  # noqa: E402
-from capsnet.data import DataUnavailable  # noqa: E402
-from capsnet.inference import ModelLoadError, Predictor, load_capsnet  # noqa: E402
-from capsnet.rundir import ACTIVE_STATES, RunDir, list_runs  # noqa: E402
-from capsnet.sample import load_test_digits  # noqa: E402
+from capsnet import app_support as ui
+from capsnet import catalog, dashboard, launch
+from capsnet.data import DataUnavailable
+from capsnet.inference import ModelLoadError, Predictor, load_capsnet
+from capsnet.rundir import ACTIVE_STATES, RunDir, list_runs
+from capsnet.sample import load_test_digits
 
-ACTIVE_WEIGHTS = "active_weights"  # shared with the explorer pages: str path of the weights to explore
 WATCHED = "train.watched"  # the run the live view follows
 OVERLAY = "train.overlay"  # other runs whose curves are drawn with it
 CONFIRM_DELETE = "train.confirm_delete"  # name of the run awaiting "yes, delete"
@@ -146,14 +141,16 @@ def action_buttons(run: RunDir, state: str, root) -> None:
         act(lambda: launch.resume(run), f"Resumed {run.name}.")
     if c[2].button("Delete", key="train.delete", disabled=state in ACTIVE_STATES):
         st.session_state[CONFIRM_DELETE] = run.name
-    weights = run.best_weights()
-    if c[3].button("Use this model in the explorer", key="train.use", disabled=weights is None,
-                   help="The explorer pages then show this run's best weights so far."):
-        st.session_state[ACTIVE_WEIGHTS] = str(weights)
-        flash("success", f"The explorer now uses {weights}.")
+    # The explorer lists a run once it no longer trains (its checkpoints stop changing): the same rule here.
+    usable = state not in ACTIVE_STATES and run.best_weights() is not None
+    if c[3].button("Use this model in the explorer", key="train.use", disabled=not usable,
+                   help="Draw, Reconstruct and Latent then use this run's best weights. Possible once the run "
+                        "has finished or stopped with a checkpoint."):
+        ui.use_run(run.name)
+        flash("success", f"The explorer now uses run {run.name}.")
         st.rerun()
-    if st.session_state.get(ACTIVE_WEIGHTS):
-        c[4].caption(f"Explorer model: `{st.session_state[ACTIVE_WEIGHTS]}`")
+    if ui.chosen_key() == catalog.run_key(run.name):
+        c[4].page_link(ui.PAGES["draw"], label="The explorer uses this run: draw a digit", icon=":material/draw:")
 
 
 def confirm_delete(run: RunDir, root) -> None:
