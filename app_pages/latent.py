@@ -9,8 +9,8 @@ import streamlit as st
 import tensorflow as tf  # noqa: F401
 
 from capsnet import app_support as ui
-from capsnet.evaluate import MANIPULATION_OFFSETS, to_uint8
-from capsnet.explore import edit_capsule, enlarge
+from capsnet.evaluate import MANIPULATION_OFFSETS, enlarge, to_uint8
+from capsnet.explore import edit_capsule
 
 st.set_page_config(page_title="Latent · CapsNet Explorer", page_icon="🎚️", layout="wide")
 st.title("Inside a capsule")

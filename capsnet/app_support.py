@@ -22,8 +22,7 @@ import tensorflow as tf
 
 from capsnet import catalog
 from capsnet.catalog import ModelChoice
-from capsnet.evaluate import accuracy_report, manipulation_grid, predict_all
-from capsnet.explore import png_bytes
+from capsnet.evaluate import accuracy_report, manipulation_grid, png_bytes, predict_all
 from capsnet.inference import ModelLoadError, Predictor, load_capsnet
 from capsnet.sample import TestDigits, load_test_digits
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -76,13 +77,22 @@ def manipulation_grid(net: CapsNet, capsules: np.ndarray, digit: int,
     return tile(images, len(offsets))
 
 
+def enlarge(image: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscaling, so 28x28 digits keep crisp pixels when shown large."""
+    return np.kron(np.asarray(image, np.float32), np.ones((scale, scale), np.float32))
+
+
+def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
+    """A [h, w] image in [0, 1] as PNG bytes, optionally enlarged `scale` times."""
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(enlarge(image, scale) if scale > 1 else image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def save_png(image: np.ndarray, path: str | Path, scale: int = 1) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    picture = Image.fromarray(to_uint8(image))
-    if scale > 1:
-        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-    picture.save(path)
+    path.write_bytes(png_bytes(image, scale))
     return path
 
 

@@ -5,24 +5,7 @@ They hold no Streamlit state, so the pages stay thin and these are tested like a
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from PIL import Image
-
-from capsnet.evaluate import to_uint8
-
-
-def enlarge(image: np.ndarray, scale: int) -> np.ndarray:
-    """Nearest-neighbour upscaling, so browsers show crisp 28x28 pixels instead of a blur."""
-    return np.kron(np.asarray(image, np.float32), np.ones((scale, scale), np.float32))
-
-
-def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
-    """A [h, w] image in [0, 1] as PNG bytes (for downloads)."""
-    buffer = io.BytesIO()
-    Image.fromarray(to_uint8(enlarge(image, scale) if scale > 1 else image)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def edit_capsule(capsules: np.ndarray, digit: int, values: np.ndarray, absolute: bool) -> np.ndarray:
