@@ -217,7 +217,7 @@ def train(config: TrainConfig, save_dir: str | Path, resume: bool = False, weigh
     session = {"pid": os.getpid(), "started": time.time(), "device": device, "git_commit": code_version(),
                "initial_epoch": run.checkpoint_state().get("epochs_completed", 0) if resume else 0}
     run.write_status("running", pid=os.getpid(), device=device, started=previous.get("started", time.time()),
-                     sessions=previous.get("sessions", []) + [session], message="")
+                     sessions=previous.get("sessions", []) + [session], stop_requested=False, message="")
     try:
         net = fit(config, run, resume, weights, strategy, data, verbose)
     except BaseException as error:
