@@ -78,8 +78,38 @@ def same_seed_accuracy(precision: str, train_images: int = 6000, test_images: in
             "seconds": round(seconds, 1)}
 
 
-def run_benchmark(precisions: list[str], steps: int = 20, batch_size: int = 100, accuracy: bool = False) -> dict:
+def initialisation_check(steps: int = 60, batch_size: int = 100) -> dict:
+    """Initial digit-capsule length and accuracy after `steps` training steps, for our W init and for Glorot's."""
+    from capsnet.data import load_dataset
+    from capsnet.evaluate import accuracy_report, predict_all
+
+    data = load_dataset("mnist")
+    n = steps * batch_size
+    x = data.x_train[:n, ..., None].astype(np.float32) / 255.0
+    y = keras.utils.to_categorical(data.y_train[:n], 10)
+    results = {}
+    for name in ("normal_0.05", "glorot_uniform"):
+        keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+        keras.utils.set_random_seed(0)
+        net = build_capsnet()
+        if name == "glorot_uniform":
+            weights = net.eval.get_layer("digit_capsules").W
+            weights.assign(keras.initializers.GlorotUniform(seed=0)(weights.shape))
+        _, _, capsules = predict_all(net, data.x_train[:200])
+        compile_for_training(net.train, 1e-3, 0.392)
+        net.train.fit([x, y], {"length": y, "reconstruction": x}, batch_size=batch_size, epochs=1, verbose=0)
+        lengths, _, _ = predict_all(net, data.x_train[:1000])
+        accuracy = accuracy_report(lengths, data.y_train[:1000])["accuracy"]
+        results[name] = {"initial_capsule_length": float(np.linalg.norm(capsules, axis=-1).mean()),
+                         f"accuracy_on_first_1000_after_{steps}_steps": accuracy}
+    return results
+
+
+def run_benchmark(precisions: list[str], steps: int = 20, batch_size: int = 100, accuracy: bool = False,
+                  init: bool = False) -> dict:
     results: dict = {"batch_size": batch_size, "steps": steps}
+    if init:
+        results["initialisation"] = initialisation_check()
     if accuracy:
         results["same_seed_accuracy"] = {p: same_seed_accuracy(p) for p in precisions}
     for precision in precisions:

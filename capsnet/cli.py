@@ -84,6 +84,8 @@ def build_parser() -> Parser:
                        help="comma-separated policies to compare (default: mixed_bfloat16,float32)")
     bench.add_argument("--accuracy", action="store_true",
                        help="also train each policy for one epoch on 6k images (same seed) and compare test accuracy")
+    bench.add_argument("--init", action="store_true",
+                       help="also compare W initialisations: initial capsule length, accuracy after 60 steps")
     return parser
 
 
@@ -206,7 +208,7 @@ def cmd_bench(args) -> None:
     unknown = set(precisions) - {"mixed_bfloat16", "float32"}
     if unknown:
         raise UserError(f"--precision: unknown policies {sorted(unknown)}")
-    print(json.dumps(run_benchmark(precisions, args.steps, args.batch_size, args.accuracy), indent=2))
+    print(json.dumps(run_benchmark(precisions, args.steps, args.batch_size, args.accuracy, args.init), indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:
