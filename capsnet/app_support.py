@@ -133,6 +133,7 @@ def load_predictor(weights: str, version: float) -> Predictor:
     predictor = Predictor(load_capsnet(weights))
     warm = predictor.predict(np.zeros((28, 28), np.float32))
     predictor.decode(warm.capsules, warm.digit)  # traces the decoder's tf.function too
+    predictor.couplings(np.zeros((28, 28), np.float32))  # and the routing one (Draw's "how the capsules routed")
     freeze_heap()  # the model's objects are here to stay
     return predictor
 
@@ -257,6 +258,18 @@ def lengths_figure(lengths: np.ndarray, highlight: int | None = None) -> go.Figu
                               hovertemplate="capsule %{x}: length %{y:.3f}<extra></extra>"))
     figure.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), title="Capsule lengths",
                          yaxis=dict(range=[0, 1]), xaxis=dict(title="class", type="category"))
+    return figure
+
+
+def coupling_figure(coupling: np.ndarray, title: str, zmax: float = 1.0) -> go.Figure:
+    """One routing round's [6, 6] mean coupling to the winning capsule, as a heatmap laid out like the image (row 0 at
+    the top). Give every round the same `zmax` so that rounds can be compared by eye."""
+    rows, cols = coupling.shape
+    figure = go.Figure(go.Heatmap(z=coupling, x=list(range(cols)), y=list(range(rows)), colorscale="Blues",
+                                  zmin=0, zmax=zmax, showscale=False, texttemplate="%{z:.2f}",
+                                  hovertemplate="row %{y}, column %{x}: mean coupling %{z:.3f}<extra></extra>"))
+    figure.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), title=title,
+                         xaxis=dict(visible=False), yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"))
     return figure
 
 

@@ -37,3 +37,14 @@ def real_over_reconstruction(real: np.ndarray, reconstruction: np.ndarray, gap: 
     real = real.astype(np.float32) / 255.0 if real.dtype == np.uint8 else real.astype(np.float32)
     line = np.full((gap, real.shape[1]), 0.5, np.float32)
     return np.concatenate([real, line, np.asarray(reconstruction, np.float32)], axis=0)
+
+
+def coupling_map(couplings: np.ndarray, digit: int, grid: int = 6) -> np.ndarray:
+    """How strongly each position's primary capsules send their output to digit capsule `digit`, per routing round:
+    `couplings` [routings, classes, grid*grid*types] -> [routings, grid, grid], the mean over the capsule types.
+
+    PrimaryCapsule reshapes its [grid, grid, types*dims] convolution output to [grid*grid*types, dims], so capsule
+    index = (row*grid + col)*types + type: the type varies fastest."""
+    to_digit = np.asarray(couplings, np.float32)[:, digit, :]
+    routings, capsules = to_digit.shape
+    return to_digit.reshape(routings, grid, grid, capsules // (grid * grid)).mean(axis=-1)

