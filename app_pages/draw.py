@@ -79,8 +79,8 @@ def show_routing(model: ui.ActiveModel, image: np.ndarray, digit: int) -> None:
                    f"the lower capsules' predictions agree with the winner.")
         maps = coupling_map(model.predictor.couplings(image), digit)
         for round_, column in enumerate(st.columns(len(maps))):  # one colour scale for all rounds: comparable
-            column.plotly_chart(ui.coupling_figure(maps[round_], f"Round {round_ + 1}", zmax=float(maps.max())),
-                                config={"displayModeBar": False})
+            figure = ui.coupling_figure(maps[round_], f"Round {round_ + 1}", float(maps.min()), float(maps.max()))
+            column.plotly_chart(figure, config={"displayModeBar": False})
 
 
 draw_and_predict(model)

@@ -261,12 +261,13 @@ def lengths_figure(lengths: np.ndarray, highlight: int | None = None) -> go.Figu
     return figure
 
 
-def coupling_figure(coupling: np.ndarray, title: str, zmax: float = 1.0) -> go.Figure:
+def coupling_figure(coupling: np.ndarray, title: str, zmin: float = 0.0, zmax: float = 1.0) -> go.Figure:
     """One routing round's [6, 6] mean coupling to the winning capsule, as a heatmap laid out like the image (row 0 at
-    the top). Give every round the same `zmax` so that rounds can be compared by eye."""
+    the top). Give every round the same `zmin`/`zmax` so that rounds can be compared by eye; mean couplings stay close
+    to 0.1, so a scale from 0 to 1 would show every round as one flat colour."""
     rows, cols = coupling.shape
     figure = go.Figure(go.Heatmap(z=coupling, x=list(range(cols)), y=list(range(rows)), colorscale="Blues",
-                                  zmin=0, zmax=zmax, showscale=False, texttemplate="%{z:.2f}",
+                                  zmin=zmin, zmax=max(zmax, zmin + 1e-3), showscale=False, texttemplate="%{z:.2f}",
                                   hovertemplate="row %{y}, column %{x}: mean coupling %{z:.3f}<extra></extra>"))
     figure.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), title=title,
                          xaxis=dict(visible=False), yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"))
