@@ -157,14 +157,13 @@ def new_config(args):
 
 def load_for_cli(args):
     from capsnet.config import ModelConfig
-    from capsnet.inference import load_capsnet, model_config_for
+    from capsnet.inference import default_weights, load_capsnet, model_config_for
 
     config = None
-    if args.routings:
-        weights = Path(args.weights) if args.weights else None
-        base = model_config_for(weights) if weights else ModelConfig()
-        base.routings = args.routings
-        config = base
+    if args.routings:  # the same weights, routed a different number of times
+        weights = Path(args.weights) if args.weights else default_weights()
+        config = model_config_for(weights) if weights else ModelConfig()
+        config.routings = args.routings
     return load_capsnet(args.weights, config)
 
 
@@ -192,10 +191,11 @@ def cmd_manipulate(args) -> None:
 
     net = load_for_cli(args)
     data = load_dataset(args.dataset)
-    lengths, _, capsules = predict_all(net, data.x_test)
+    candidates = 1000  # enough to hold a correctly classified example of every digit
+    lengths, _, capsules = predict_all(net, data.x_test[:candidates])
     digits = range(10) if args.digit == "all" else [int(args.digit)]
     for digit in digits:
-        index = pick_example(lengths, data.y_test, digit)
+        index = pick_example(lengths, data.y_test[:candidates], digit)
         grid = manipulation_grid(net, capsules[index], digit)
         path = save_png(grid, Path(args.save_dir) / f"manipulate-{digit}.png")
         print(f"digit {digit} (test image {index}): 16 dimensions x 11 offsets -> {path}")
