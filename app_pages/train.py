@@ -11,7 +11,7 @@ import streamlit as st
 from capsnet import app_support as ui
 from capsnet import catalog, dashboard, launch
 from capsnet.data import DataUnavailable
-from capsnet.inference import ModelLoadError, Predictor, load_capsnet
+from capsnet.inference import ModelLoadError
 from capsnet.rundir import ACTIVE_STATES, RunDir, list_runs
 from capsnet.sample import load_test_digits
 
@@ -31,11 +31,6 @@ def devices() -> list[launch.Device]:
     return launch.list_devices()
 
 
-@st.cache_resource(max_entries=2, show_spinner=False)
-def predictor(weights: str, mtime: float) -> Predictor:
-    return Predictor(load_capsnet(weights))
-
-
 @st.cache_data(show_spinner=False)
 def fixed_digits(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     digits = load_test_digits(dataset)
@@ -46,7 +41,7 @@ def fixed_digits(dataset: str) -> tuple[np.ndarray, np.ndarray]:
 @st.cache_data(max_entries=8, show_spinner="Reconstructing test digits from the latest checkpoint…")
 def reconstructions(weights: str, mtime: float, dataset: str) -> tuple[np.ndarray, list[int]]:
     images, _ = fixed_digits(dataset)
-    model = predictor(weights, mtime)
+    model = ui.load_predictor(weights, mtime)  # the explorer's cache: one copy of each model per process
     predictions = [model.predict(image) for image in images]
     strip = dashboard.reconstruction_strip(images, np.stack([p.reconstruction for p in predictions]))
     return strip, [p.digit for p in predictions]
