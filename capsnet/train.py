@@ -232,9 +232,9 @@ def fit(config: TrainConfig, run: RunDir, resume: bool, weights: str | None,
     keras.utils.set_random_seed(config.seed)
     data = (data or load_dataset(config.dataset)).subset(config.subset)
     initial_epoch = run.checkpoint_state().get("epochs_completed", 0) if resume else 0
-    global_batch = config.batch_size
-    train_ds, test_ds = make_datasets(data, global_batch, config.shift_fraction, config.seed + initial_epoch)
-    steps_per_epoch = math.ceil(len(data.x_train) / global_batch)
+    # Under a distribution strategy batch_size is the global batch, split across the replicas.
+    train_ds, test_ds = make_datasets(data, config.batch_size, config.shift_fraction, config.seed + initial_epoch)
+    steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
 
     with strategy.scope():
         net = build_capsnet(config.model)
