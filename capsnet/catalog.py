@@ -97,10 +97,6 @@ def save_uploaded_weights(data: bytes, filename: str) -> ModelChoice:
     return upload_choice(path)
 
 
-def find_choice(choices: list[ModelChoice], key: str | None) -> ModelChoice | None:
-    return next((c for c in choices if c.key == key), None)
-
-
 def weights_version(path: Path) -> float:
     """The file's modification time: part of every cache key, so a retrained file at the same path is reloaded."""
     try:
