@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from capsnet.evaluate import enlarge, to_uint8
 from capsnet.rundir import ACTIVE_STATES, RunDir
 
 # Streamlit markdown colours per state (plain words in tables: emoji need fonts a headless browser may lack).
@@ -190,4 +191,4 @@ def reconstruction_strip(images: np.ndarray, reconstructions: np.ndarray, scale:
 
     top, bottom = row(images), row(reconstructions)
     strip = np.concatenate([top, np.full((gap, top.shape[1]), 0.5), bottom], axis=0)
-    return (np.kron(strip, np.ones((scale, scale))) * 255).astype(np.uint8)
+    return to_uint8(enlarge(strip, scale))
