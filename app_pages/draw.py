@@ -5,11 +5,11 @@ import pandas as pd  # noqa: F401  -- heavy imports at the top of every entry sc
 import plotly.graph_objects as go  # noqa: F401
 import streamlit as st
 import tensorflow as tf  # noqa: F401
-from streamlit_drawable_canvas import st_canvas
 
 from capsnet import app_support as ui
 from capsnet.explore import coupling_map
 from capsnet.preprocess import UnreadableImage, from_canvas, from_upload
+from capsnet.sketchpad import sketchpad
 
 st.set_page_config(page_title="Draw · CapsNet Explorer", page_icon="✏️", layout="wide")
 st.title("Draw a digit")
@@ -20,9 +20,8 @@ IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
 def read_input() -> tuple[np.ndarray | None, str | None]:
     """The canvas and the uploader; an uploaded image, while there is one, wins. Returns the 28x28 input (None if
     there is none) and what went wrong, if anything, for the user."""
-    canvas = st_canvas(stroke_width=18, stroke_color="#FFFFFF", background_color="#000000", width=280, height=280,
-                       drawing_mode="freedraw", return_image_data=True, update_streamlit=True, key=ui.CANVAS)
-    st.caption("White ink on black, like MNIST. Hover over the canvas for its toolbar: undo, redo and clear (the bin).")
+    pixels = sketchpad(key=ui.CANVAS)
+    st.caption("White ink on black, like MNIST: draw one digit, large, in the middle.")
     upload = st.file_uploader("…or upload a photo or scan of a digit", type=IMAGE_TYPES, key=ui.IMAGE_UPLOAD)
     if upload is not None:
         st.caption("Using the uploaded image: remove it (×) to draw again.")
@@ -31,10 +30,6 @@ def read_input() -> tuple[np.ndarray | None, str | None]:
         except UnreadableImage as error:
             return None, f"Could not read {upload.name}: {error}."
         return image, None if image is not None else f"No digit found in {upload.name}: it looks blank."
-    strokes = (canvas.json_data or {}).get("objects") or []
-    if not strokes:  # no need to decode the PNG of an empty canvas
-        return None, None
-    pixels = canvas.image_data
     return (from_canvas(pixels) if pixels is not None else None), None
 
 

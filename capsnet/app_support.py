@@ -75,7 +75,8 @@ MODEL = "model.choice"  # the chosen ModelChoice.key; survives page switches (wi
 MODEL_PICKER = "model.picker"  # the sidebar selectbox, re-synced from MODEL on every page
 WEIGHTS_UPLOAD = "model.upload"  # Home's .weights.h5 uploader
 UPLOAD_MESSAGE = "model.upload_message"  # the outcome of the last weights upload, shown once
-CANVAS = "draw.canvas"  # the drawable canvas: its value is {"drawing": {"raw": fabric JSON, "data": PNG data URL}}
+CANVAS = "draw.canvas"  # the sketchpad: {"drawing": {"png": data URL, "strokes": [...]}}; also kept under
+#                         CANVAS + ".saved", so the drawing survives a page switch (see capsnet.sketchpad)
 IMAGE_UPLOAD = "draw.upload"  # Draw's image uploader
 DRAWING = "draw.image"  # the last preprocessed 28x28 input from the Draw page, for the Latent page
 LATENT_PICK = "latent.pick"  # a test-digit position sent from the Reconstruct page, consumed by Latent

@@ -39,8 +39,9 @@ def model_card(run: RunDir, report: dict, data: Dataset, weights_name: str) -> d
     commits = sorted({s["git_commit"] for s in sessions if s.get("git_commit")})
     return {
         "weights": weights_name,
-        "command": f"python -m capsnet train --save_dir {run.name}"
-                   + (f" --resume  # x{len(sessions) - 1} after the first session" if len(sessions) > 1 else ""),
+        "command": f"python -m capsnet train --save_dir {run.name}",
+        # Each later session continued the same run where the previous one was stopped.
+        "resume_command": f"python -m capsnet train --resume --save_dir {run.name}" if len(sessions) > 1 else None,
         "config": config,
         "epochs_trained": len(epochs),
         "test_accuracy": report["accuracy"],
@@ -48,6 +49,7 @@ def model_card(run: RunDir, report: dict, data: Dataset, weights_name: str) -> d
         "test_errors": report["errors"],
         "test_images": report["count"],
         "per_class_accuracy": report["per_class_accuracy"],
+        # As in the reference, the validation set during training is the MNIST test set.
         "best_val_accuracy": max((e.get("val_accuracy", 0) for e in epochs), default=None),
         "data": {"dataset": config.get("dataset", "mnist"), "source": data.source,
                  "sha256_of_arrays": data_fingerprint(data)},
@@ -56,6 +58,7 @@ def model_card(run: RunDir, report: dict, data: Dataset, weights_name: str) -> d
             "device": status.get("device"),
             "sessions": len(sessions),
             "git_commits": commits,
+            "per_session": [{key: s.get(key) for key in ("initial_epoch", "git_commit", "device")} for s in sessions],
         },
         "date": time.strftime("%Y-%m-%d"),
     }

@@ -136,7 +136,7 @@ def test_draw_canvas_data_gives_a_prediction(app_env):
         col = 200 - (row - 70) // 2
         seven[row, col - 10:col + 10, :3] = 255
     data_url = "data:image/png;base64," + base64.b64encode(png(seven)).decode()
-    at.session_state[ui.CANVAS] = {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": data_url}}
+    at.session_state[ui.CANVAS] = {"drawing": {"png": data_url, "strokes": [[60, 60, 220, 60]]}}
     at.run()
     assert_clean(at)
     assert "Prediction:" in texts(at)

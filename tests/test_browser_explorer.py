@@ -7,8 +7,8 @@ the issue sets targets for, measured inside the page (performance.now(), no Play
 - stroke -> prediction: the canvas' pointerup until the new 28x28 model input image is on screen;
 - slider -> reconstruction: the ArrowRight/End keydown until the new edited reconstruction is on screen.
 
-Each latency is also split at the moment the browser sends the interaction to the server: streamlit-drawable-canvas
-0.13 waits a fixed 200 ms after a stroke before sending it (a debounce in its frontend), which the app cannot change.
+Each latency is also split at the moment the browser sends the interaction to the server, so a widget that waits
+before it tells the server (streamlit-drawable-canvas, which the sketchpad replaced, waited 200 ms) shows up.
 
 `pytest -s -m browser tests/test_browser_explorer.py` prints the figures (with the machine's load average). The
 latency targets are reported, not asserted -- a loaded CI machine must not turn them into flaky failures; only
@@ -29,9 +29,10 @@ PAGES = {"/": "CapsNet Explorer", "/draw": "Draw a digit", "/reconstruct": "Real
          "/latent": "Inside a capsule", "/train": "Train"}
 NAVIGATION = ["Home", "Draw", "Reconstruct", "Latent", "Train"]  # the sidebar's page links, in order
 TIMINGS: dict[str, object] = {}
+PAD = 'canvas[aria-label="drawing pad"]'  # capsnet.sketchpad's canvas (Playwright's CSS sees into its shadow root)
 
 # Installed in every page: remembers when the app sends each message to the server, so a latency splits into
-# "the widget waits before telling the server" (the canvas debounces strokes) and "the app answers".
+# "the widget waits before telling the server" and "the app answers".
 RECORD_SENDS_JS = """
 window.capsnetSends = [];
 const send = WebSocket.prototype.send;
@@ -129,12 +130,17 @@ def sidebar_pages(page) -> list[str]:
 
 def draw(page, points: list[tuple[float, float]]) -> None:
     """One mouse stroke through `points`, in canvas pixels."""
-    box = page.locator("canvas.upper-canvas").bounding_box()
+    box = page.locator(PAD).bounding_box()
     page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
     page.mouse.down()
     for x, y in points[1:]:
         page.mouse.move(box["x"] + x, box["y"] + y, steps=6)
     page.mouse.up()
+
+
+# How many of the pad's pixels carry ink (red channel above half).
+INKED_PIXELS_JS = "pad => pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data" \
+                  ".filter((value, i) => i % 4 === 0 && value > 128).length"
 
 
 def measure(page, alt: str, trigger: str, action) -> list[float]:
@@ -190,7 +196,7 @@ def test_a_direct_link_on_a_fresh_server(streamlit_app, page, random_weights, tm
     assert page.url.rstrip("/") == server.url
     assert_no_exception(page)
     page.get_by_role("link", name="Draw a digit and see every capsule's vote").click()  # Home's own page links
-    page.locator("canvas.upper-canvas").wait_for(timeout=60_000)
+    page.locator(PAD).wait_for(timeout=60_000)
     assert page.url == server.url + "/draw"
     page.screenshot(path=tmp_path / "fresh-draw.png", full_page=True)
     print(f"\nscreenshots in {tmp_path}")
@@ -198,7 +204,7 @@ def test_a_direct_link_on_a_fresh_server(streamlit_app, page, random_weights, tm
 
 def test_draw_a_digit_with_the_mouse(server, page, tmp_path):
     page.goto(server.url + "/draw")
-    page.locator("canvas.upper-canvas").wait_for(timeout=60_000)
+    page.locator(PAD).wait_for(timeout=60_000)
     settle(page)
     assert page.get_by_text("Draw a digit on the canvas").is_visible()  # empty canvas: a hint
 
@@ -220,12 +226,20 @@ def test_draw_a_digit_with_the_mouse(server, page, tmp_path):
     page.screenshot(path=tmp_path / "draw-strokes.png")
     print(f"\nscreenshots in {tmp_path}")
 
+    # A visit to another page keeps the drawing: back on Draw, the pad shows it and its prediction, without a stroke.
+    sidebar = page.locator("[data-testid=stSidebarNav]")
+    sidebar.get_by_role("link", name="Latent").click()
+    page.locator('img[alt="edited reconstruction"]').wait_for(timeout=60_000)
+    sidebar.get_by_role("link", name="Draw").click()
+    page.get_by_text("Prediction:").wait_for(timeout=60_000)
+    assert page.locator(PAD).evaluate(INKED_PIXELS_JS) > 1000
+
     # Undo removes the last stroke (the input changes); clearing brings the hint back.
-    page.locator("canvas.upper-canvas").hover()
+    page.locator(PAD).hover()
     before = page.locator('img[alt="model input"]').get_attribute("src")
-    page.locator('button[title="Undo"]').click()
+    page.get_by_role("button", name="Undo").click()
     page.wait_for_function(f"() => document.querySelector('img[alt=\"model input\"]')?.src !== '{before}'")
-    page.locator('button[title="Reset canvas & history"]').click()
+    page.get_by_role("button", name="Clear").click()
     page.get_by_text("Draw a digit on the canvas").wait_for(timeout=30_000)
     assert page.get_by_text("Prediction:").count() == 0
     assert_no_exception(page)

@@ -30,7 +30,7 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def canvas_with(ink: np.ndarray) -> np.ndarray:
-    """What the drawable canvas returns: opaque RGBA, white strokes on black."""
+    """What the sketchpad returns: opaque RGBA, white strokes on black."""
     rgba = np.zeros((*ink.shape, 4), np.uint8)
     rgba[..., :3] = ink[..., None]
     rgba[..., 3] = 255
