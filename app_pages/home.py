@@ -2,9 +2,6 @@
 
 import streamlit as st
 
-from capsnet import app_support as ui
-from capsnet.catalog import model_card
-
 st.title("CapsNet Explorer")
 st.markdown(
     """
@@ -16,6 +13,11 @@ through *dynamic routing*. A decoder rebuilds the image from the winning capsule
 of the 16 numbers means.
 """
 )
+
+# Only now the heavy imports (TensorFlow, ~2.5 s on a fresh server): the title and the introduction are on screen.
+with st.spinner("Starting TensorFlow…"):
+    from capsnet import app_support as ui
+    from capsnet.catalog import model_card
 
 model = ui.active_model()
 

@@ -24,6 +24,7 @@ from capsnet import catalog
 from capsnet.catalog import ModelChoice
 from capsnet.evaluate import accuracy_report, manipulation_grid, png_bytes, predict_all
 from capsnet.inference import ModelLoadError, Predictor, load_capsnet
+from capsnet.navigation import PAGES  # noqa: F401  -- pages and tests use it as ui.PAGES
 from capsnet.sample import TestDigits, load_test_digits
 
 
@@ -86,9 +87,6 @@ LATENT_POSITION = "latent.position"  # which test image of that class, counting 
 LATENT_ABSOLUTE = "latent.absolute"  # sliders hold absolute capsule values instead of offsets
 LATENT_GENERATION = "latent.generation"  # bumped on reset / new digit: slider keys change, so they start afresh
 
-# The page files, relative to app.py: st.page_link and st.switch_page take these paths. url_path is the page's URL.
-PAGES = {"home": "app_pages/home.py", "draw": "app_pages/draw.py", "reconstruct": "app_pages/reconstruct.py",
-         "latent": "app_pages/latent.py", "train": "app_pages/train.py"}
 DISPLAY_SCALE = 8  # 28 px digits are shown at 224 px
 
 
@@ -101,18 +99,6 @@ class ActiveModel:
     @property
     def cache_key(self) -> tuple[str, float]:
         return str(self.choice.weights), self.version
-
-
-def navigation_pages() -> list[st.Page]:
-    """The app's pages for `st.navigation` in app.py, in sidebar order. Explicit lowercase URL paths: `/draw`,
-    `/reconstruct`, ... (Home is `/`)."""
-    return [
-        st.Page(PAGES["home"], title="Home", icon=":material/home:", default=True),
-        st.Page(PAGES["draw"], title="Draw", icon=":material/draw:", url_path="draw"),
-        st.Page(PAGES["reconstruct"], title="Reconstruct", icon=":material/compare:", url_path="reconstruct"),
-        st.Page(PAGES["latent"], title="Latent", icon=":material/tune:", url_path="latent"),
-        st.Page(PAGES["train"], title="Train", icon=":material/model_training:", url_path="train"),
-    ]
 
 
 def use_run(run_name: str) -> None:

@@ -43,18 +43,18 @@ button {{ font: inherit; padding: 0.25rem 0.9rem; border-radius: 0.5rem; cursor:
 button:hover {{ border-color: var(--st-primary-color); color: var(--st-primary-color); }}
 """
 
-# Idempotent: Streamlit may call the function again on the same DOM (every rerun sends the component), so the strokes
-# live on the canvas element and handlers are assigned, not added. A fresh canvas (a new visit to the page) starts
-# from the strokes Python hands back in `data`.
+# Idempotent: Streamlit may call the function again on the same DOM (every rerun sends the component), even in the
+# middle of a stroke, so the strokes, finished and current, live on the canvas element and handlers are assigned, not
+# added. A fresh canvas (a new visit to the page) starts from the strokes Python hands back in `data`.
 _JS = f"""
 export default function ({{ parentElement, data, setStateValue }}) {{
   const canvas = parentElement.querySelector("canvas");
   const pen = canvas.getContext("2d");
   if (!canvas.strokes) {{
     canvas.strokes = (data && data.strokes) || [];
+    canvas.current = null;
     redraw();
   }}
-  let current = null;
 
   function line(points) {{
     pen.beginPath();
@@ -81,11 +81,12 @@ export default function ({{ parentElement, data, setStateValue }}) {{
 
   canvas.onpointerdown = (event) => {{
     canvas.setPointerCapture(event.pointerId);
-    current = at(event);
-    canvas.strokes.push(current);
-    line(current);
+    canvas.current = at(event);
+    canvas.strokes.push(canvas.current);
+    line(canvas.current);
   }};
   canvas.onpointermove = (event) => {{
+    const current = canvas.current;
     if (!current) return;
     const [x, y] = at(event);
     pen.beginPath();
@@ -95,8 +96,8 @@ export default function ({{ parentElement, data, setStateValue }}) {{
     current.push(x, y);
   }};
   canvas.onpointerup = canvas.onpointercancel = () => {{
-    if (!current) return;
-    current = null;
+    if (!canvas.current) return;
+    canvas.current = null;
     report();
   }};
   parentElement.querySelector('[data-action="undo"]').onclick = () => {{
