@@ -1,11 +1,10 @@
 """CapsNet Explorer: `streamlit run app.py`. The entry point of every page, through `st.navigation`.
 
-Pages live in `app_pages/` (not `pages/`: a `pages/` folder makes Streamlit run the first script run of a fresh
-server in its old file-based mode, where `/draw` is not a page and the user gets a "Page not found" dialog).
+The pages live in `pages/`; `capsnet.explorer.navigation` explains how a fresh server's first request, which
+Streamlit runs in its file-based mode because that folder exists, still reaches the right page.
 
-Nothing heavy is imported here: each page imports pandas, Plotly and TensorFlow at its own top (through
-capsnet.app_support), after it has shown its title where it can, so a first visit is not a blank screen for the
-seconds TensorFlow takes to load.
+Nothing heavy is imported here: each page imports TensorFlow (through `capsnet.explorer.resources`) after it has
+shown its title, so a first visit is not a blank screen for the seconds TensorFlow takes to load.
 """
 
 import os
@@ -16,7 +15,8 @@ os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 import streamlit as st  # noqa: E402
 
-from capsnet.navigation import navigation_pages  # noqa: E402
+from capsnet.explorer import navigation, runtime  # noqa: E402
 
+runtime.keep_keras_session()
 st.set_page_config(page_title="CapsNet Explorer", page_icon="🧠", layout="wide")
-st.navigation(navigation_pages()).run()
+navigation.route()

@@ -32,8 +32,7 @@ def median_seconds(fn, repeats: int, warmup: int) -> float:
 def training_throughput(precision: str, batch_size: int = 100, steps: int = 20, warmup: int = 5,
                         config: ModelConfig | None = None) -> float:
     """Samples per second of full training steps (forward, backward, Adam update), median over `steps`."""
-    keras.mixed_precision.set_dtype_policy(precision)
-    net = build_capsnet(config)
+    net = build_capsnet(config, precision)
     compile_for_training(net.train, 1e-3, 0.392)
     rng = np.random.default_rng(0)
     x = rng.random((batch_size, 28, 28, 1), dtype=np.float32)
@@ -45,8 +44,7 @@ def training_throughput(precision: str, batch_size: int = 100, steps: int = 20, 
 
 def inference_latency(precision: str = "float32", repeats: int = 200) -> dict[str, float]:
     """Median milliseconds of one classify+reconstruct and one decode, with and without XLA."""
-    keras.mixed_precision.set_dtype_policy(precision)
-    net = build_capsnet()
+    net = build_capsnet(precision=precision)
     image = np.random.default_rng(0).random((28, 28), dtype=np.float32)
     results = {}
     for jit, suffix in ((True, ""), (False, "_without_xla")):
@@ -89,9 +87,8 @@ def initialisation_check(steps: int = 60, batch_size: int = 100) -> dict:
     y = keras.utils.to_categorical(data.y_train[:n], 10)
     results = {}
     for name in ("normal_0.05", "glorot_uniform"):
-        keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
         keras.utils.set_random_seed(0)
-        net = build_capsnet()
+        net = build_capsnet(precision="mixed_bfloat16")
         if name == "glorot_uniform":
             weights = net.eval.get_layer("digit_capsules").W
             weights.assign(keras.initializers.GlorotUniform(seed=0)(weights.shape))
@@ -119,5 +116,4 @@ def run_benchmark(precisions: list[str], steps: int = 20, batch_size: int = 100,
         results[f"speedup_{precisions[0]}_over_{precisions[-1]}"] = round(
             results[f"train_samples_per_sec_{precisions[0]}"] / base, 3)
     results.update({k: round(v, 3) for k, v in inference_latency().items()})
-    keras.mixed_precision.set_dtype_policy("float32")
     return results

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -38,16 +37,17 @@ def digit_choice(text: str) -> str:
 
 
 def build_parser() -> Parser:
-    from capsnet.config import TrainConfig  # light: dataclasses only
+    from capsnet.config import DATASETS, PRECISIONS, TrainConfig  # light: dataclasses only
 
     d = TrainConfig()
     parser = Parser(prog="python -m capsnet", description="CapsNet (Sabour et al. 2017) on MNIST.")
     commands = parser.add_subparsers(dest="command", parser_class=Parser)
 
     def model_flags(p):
-        p.add_argument("-w", "--weights", help="weights file (default: the pretrained model in assets/)")
+        p.add_argument("-w", "--weights", help="model file: .keras, a run's .weights.h5, or the reference's .h5 "
+                                               "(default: the pretrained model in assets/)")
         p.add_argument("-r", "--routings", type=positive_int, help="routing iterations (default: the model's)")
-        p.add_argument("--dataset", default=d.dataset, choices=["mnist", "fashion_mnist"])
+        p.add_argument("--dataset", default=d.dataset, choices=DATASETS)
         p.add_argument("--save_dir", default="result", help="where images are written (default: result)")
         p.add_argument("--digit", type=digit_choice, default="5", help="capsule to manipulate: 0-9 or all")
 
@@ -60,14 +60,15 @@ def build_parser() -> Parser:
     train.add_argument("-r", "--routings", type=positive_int, default=d.model.routings)
     train.add_argument("--shift_fraction", type=float, default=d.shift_fraction, help="max shift / image size")
     train.add_argument("--debug", action="store_true", help="write TensorBoard logs into the run directory")
-    train.add_argument("--save_dir", help="run directory (default: runs/<timestamp>)")
+    train.add_argument("--save_dir", help="run directory (default: <runs>/<timestamp>-r<routings>, where <runs> is "
+                                          "$CAPSNET_RUNS_DIR or runs/)")
     train.add_argument("-t", "--testing", action="store_true", help="test the -w model instead of training")
     train.add_argument("--digit", type=digit_choice, default="5", help="with -t: capsule to manipulate")
-    train.add_argument("-w", "--weights", help="initial weights for training; with -t the model to test")
-    train.add_argument("--dataset", default=d.dataset, choices=["mnist", "fashion_mnist"])
+    train.add_argument("-w", "--weights", help="model file to start training from; with -t the model to test")
+    train.add_argument("--dataset", default=d.dataset, choices=DATASETS)
     train.add_argument("--subset", type=positive_int, help="train on the first N training images only")
     train.add_argument("--resume", action="store_true", help="continue --save_dir from its last checkpoint")
-    train.add_argument("--precision", default=d.precision, choices=["mixed_bfloat16", "float32"])
+    train.add_argument("--precision", default=d.precision, choices=PRECISIONS)
     train.add_argument("--seed", type=int, default=d.seed)
     train.add_argument("--log_every", type=positive_int, default=d.log_every, help="steps between metrics records")
     train.add_argument("--gpus", type=int, default=None,
@@ -76,12 +77,12 @@ def build_parser() -> Parser:
     model_flags(commands.add_parser("test", help="test accuracy and real-vs-reconstructed images"))
     model_flags(commands.add_parser("manipulate", help="16x11 latent manipulation grid of a digit capsule"))
     data = commands.add_parser("data", help="find (or fetch) the dataset and report its source")
-    data.add_argument("--dataset", default=d.dataset, choices=["mnist", "fashion_mnist"])
+    data.add_argument("--dataset", default=d.dataset, choices=DATASETS)
     bench = commands.add_parser("bench", help="training samples/s and inference latency, as JSON")
     bench.add_argument("--steps", type=positive_int, default=20)
     bench.add_argument("--batch_size", type=positive_int, default=100)
-    bench.add_argument("--precision", default="mixed_bfloat16,float32",
-                       help="comma-separated policies to compare (default: mixed_bfloat16,float32)")
+    bench.add_argument("--precision", default=",".join(PRECISIONS),
+                       help=f"comma-separated policies to compare (default: {','.join(PRECISIONS)})")
     bench.add_argument("--accuracy", action="store_true",
                        help="also train each policy for one epoch on 6k images (same seed) and compare test accuracy")
     bench.add_argument("--init", action="store_true",
@@ -117,7 +118,7 @@ def cmd_train(args) -> None:
         cmd_manipulate(args)
         return
     from capsnet.config import TrainConfig
-    from capsnet.rundir import new_run_name
+    from capsnet.rundir import new_run_name, runs_root
     from capsnet.train import train
 
     if args.resume:
@@ -130,7 +131,7 @@ def cmd_train(args) -> None:
         config = TrainConfig.load(save_dir / "config.json")
         config.epochs = args.epochs or config.epochs
     else:
-        save_dir = Path(args.save_dir or Path("runs") / new_run_name(f"r{args.routings}"))
+        save_dir = Path(args.save_dir or runs_root() / new_run_name(f"r{args.routings}"))
         if (save_dir / "config.json").exists():
             raise UserError(f"{save_dir} already holds a run; pass --resume to continue it or pick another --save_dir")
         config = new_config(args)
@@ -156,25 +157,20 @@ def new_config(args):
 
 
 def load_for_cli(args):
-    from capsnet.config import ModelConfig
-    from capsnet.inference import default_weights, load_capsnet, model_config_for
+    from capsnet.inference import load_capsnet
 
-    config = None
-    if args.routings:  # the same weights, routed a different number of times
-        weights = Path(args.weights) if args.weights else default_weights()
-        config = model_config_for(weights) if weights else ModelConfig()
-        config.routings = args.routings
-    return load_capsnet(args.weights, config)
+    return load_capsnet(args.weights, routings=args.routings)  # -r: the same weights, routed that many times
 
 
 def report_test(net, dataset: str, save_dir: Path) -> dict:
     from capsnet.data import load_dataset
-    from capsnet.evaluate import accuracy_report, predict_all, real_and_reconstructed, save_png
+    from capsnet.evaluate import accuracy_report, predict_all
+    from capsnet.imaging import real_over_reconstruction, save_png
 
     data = load_dataset(dataset)
     lengths, recon, _ = predict_all(net, data.x_test)
     report = accuracy_report(lengths, data.y_test)
-    path = save_png(real_and_reconstructed(data.x_test[:50] / 255.0, recon[:50]), save_dir / "real_and_recon.png")
+    path = save_png(real_over_reconstruction(data.x_test[:50], recon[:50]), save_dir / "real_and_recon.png")
     print(f"test accuracy: {report['accuracy']:.4f}  test error: {100 * report['error']:.2f}% "
           f"({report['errors']} of {report['count']})")
     print(f"real (top) and reconstructed (bottom) images: {path}")
@@ -187,7 +183,8 @@ def cmd_test(args) -> None:
 
 def cmd_manipulate(args) -> None:
     from capsnet.data import load_dataset
-    from capsnet.evaluate import manipulation_grid, pick_example, predict_all, save_png
+    from capsnet.evaluate import manipulation_grid, pick_example, predict_all
+    from capsnet.imaging import save_png
 
     net = load_for_cli(args)
     data = load_dataset(args.dataset)
@@ -203,9 +200,10 @@ def cmd_manipulate(args) -> None:
 
 def cmd_bench(args) -> None:
     from capsnet.bench import run_benchmark
+    from capsnet.config import PRECISIONS
 
     precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
-    unknown = set(precisions) - {"mixed_bfloat16", "float32"}
+    unknown = set(precisions) - set(PRECISIONS)
     if unknown:
         raise UserError(f"--precision: unknown policies {sorted(unknown)}")
     print(json.dumps(run_benchmark(precisions, args.steps, args.batch_size, args.accuracy, args.init), indent=2))
@@ -215,9 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
         argv.insert(0, "train")  # the reference has no commands: `capsulenet.py -t -w model.h5`
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         args = build_parser().parse_args(argv)
+        if args.command != "data":
+            from capsnet.backend import quiet_start
+
+            quiet_start()
         handler = {"train": cmd_train, "test": cmd_test, "manipulate": cmd_manipulate, "data": cmd_data,
                    "bench": cmd_bench}[args.command]
         handler(args)

@@ -10,6 +10,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+DATASETS = ("mnist", "fashion_mnist")
+# Compute precisions: mixed_bfloat16 runs convolutions and dense layers in bfloat16 (the capsule math stays float32).
+PRECISIONS = ("mixed_bfloat16", "float32")
+
 
 @dataclass
 class ModelConfig:
@@ -43,7 +47,7 @@ class TrainConfig:
     lam_recon: float = 0.392  # 0.0005 * 784: the paper's SSE weight expressed for an MSE loss
     shift_fraction: float = 0.1  # random shifts of up to int(0.1 * 28) = 2 pixels
     subset: int | None = None  # first N training images only, for quick runs
-    precision: str = "mixed_bfloat16"  # or "float32"
+    precision: str = "mixed_bfloat16"  # one of PRECISIONS
     seed: int = 0
     log_every: int = 20  # steps between metrics.jsonl records
     debug: bool = False  # TensorBoard logs

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
 import numpy as np
-from PIL import Image
 
+from capsnet.imaging import tile, to_float
 from capsnet.model import CapsNet
 
 MANIPULATION_OFFSETS = np.round(np.arange(-0.25, 0.2501, 0.05), 2)  # 11 columns, as in the paper's figure 4
@@ -21,9 +18,7 @@ def predict_all(net: CapsNet, images: np.ndarray, batch_size: int = 250) -> tupl
 
 
 def as_model_input(images: np.ndarray) -> np.ndarray:
-    x = np.asarray(images)
-    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-    return x.reshape((-1, 28, 28, 1))
+    return to_float(images).reshape((-1, 28, 28, 1))
 
 
 def accuracy_report(lengths: np.ndarray, labels: np.ndarray, num_classes: int = 10) -> dict:
@@ -42,20 +37,8 @@ def accuracy_report(lengths: np.ndarray, labels: np.ndarray, num_classes: int = 
     }
 
 
-def tile(images: np.ndarray, columns: int) -> np.ndarray:
-    """[n, h, w] in [0, 1] -> one [rows*h, columns*w] image, row by row."""
-    n, h, w = images.shape
-    rows = -(-n // columns)
-    canvas = np.zeros((rows * h, columns * w), dtype=np.float32)
-    for i, image in enumerate(images):
-        r, c = divmod(i, columns)
-        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
-    return canvas
 
 
-def real_and_reconstructed(real: np.ndarray, reconstructed: np.ndarray, columns: int = 10) -> np.ndarray:
-    """Real digits in the top rows, their reconstructions in the same places below."""
-    return np.concatenate([tile(real, columns), tile(reconstructed, columns)], axis=0)
 
 
 def manipulation_rows(capsules: np.ndarray, digit: int, offsets: np.ndarray = MANIPULATION_OFFSETS) -> np.ndarray:
@@ -77,27 +60,12 @@ def manipulation_grid(net: CapsNet, capsules: np.ndarray, digit: int,
     return tile(images, len(offsets))
 
 
-def enlarge(image: np.ndarray, scale: int) -> np.ndarray:
-    """Nearest-neighbour upscaling, so 28x28 digits keep crisp pixels when shown large."""
-    return np.kron(np.asarray(image, np.float32), np.ones((scale, scale), np.float32))
 
 
-def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
-    """A [h, w] image in [0, 1] as PNG bytes, optionally enlarged `scale` times."""
-    buffer = io.BytesIO()
-    Image.fromarray(to_uint8(enlarge(image, scale) if scale > 1 else image)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
-def save_png(image: np.ndarray, path: str | Path, scale: int = 1) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png_bytes(image, scale))
-    return path
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    return (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
 def pick_example(lengths: np.ndarray, labels: np.ndarray, digit: int) -> int:

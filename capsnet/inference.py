@@ -1,68 +1,101 @@
-"""Loading a trained CapsNet and fast single-image inference for interactive use.
+"""Loading a trained CapsNet, and fast single-image inference for interactive use.
 
-`load_capsnet` is the one way to turn a weights file into a model (CLI and app alike). `Predictor` wraps the
-model in compiled `tf.function`s with fixed input shapes: `model.predict` spends ~35 ms per call on setup, these
-take a few milliseconds.
+`load_capsnet` is the one way to turn a model file into a network (CLI and app alike). It reads three kinds:
+
+- `.keras`: this project's model files (architecture and weights in one), loaded with Keras' safe mode: a file
+  that would run code of its own (a Lambda layer) is refused;
+- `.weights.h5`: bare weights, from runs of earlier versions; only where the `config.json` of the run they belong
+  to says which architecture they fit;
+- `.h5` weights of the CapsNet-Keras reference implementation (`capsnet.reference`).
+
+`Predictor` wraps a model in compiled `tf.function`s with fixed input shapes: `model.predict` spends ~35 ms per
+call on setup, these take a few milliseconds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import tensorflow as tf
 
+from capsnet import reference
 from capsnet.config import ModelConfig
-from capsnet.model import CapsNet, build_capsnet
+from capsnet.model import CapsNet
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-PRETRAINED_WEIGHTS = ASSETS / "capsnet.weights.h5"
+PRETRAINED_MODEL = ASSETS / "capsnet.keras"
 PRETRAINED_CARD = ASSETS / "model_card.json"
+MODEL_SUFFIXES = (".keras", ".h5")  # .weights.h5 ends in .h5 too
 
 
 class ModelLoadError(RuntimeError):
-    """A weights file that is missing, corrupt or from another architecture."""
+    """A model file that is missing, corrupt, unsafe or of another architecture; the message is for the user."""
 
 
-def model_config_for(weights: Path) -> ModelConfig:
-    """The architecture a weights file was trained with: from its model card or its run's config.json."""
-    for candidate in (weights.parent / "model_card.json", weights.parent / "config.json",
-                      weights.parent.parent / "config.json"):
-        if candidate.is_file():
-            try:
-                saved = json.loads(candidate.read_text())
-            except json.JSONDecodeError:
-                continue
-            model = saved.get("config", saved).get("model")
-            if isinstance(model, dict):
-                return ModelConfig.from_dict(model)
-    return ModelConfig()
+def saved_architecture(weights: Path) -> ModelConfig | None:
+    """The architecture a bare weights file was trained with, from the `config.json` of its run (the file sits in
+    the run directory or in its checkpoints/ folder); None when nothing says."""
+    for candidate in (weights.parent / "config.json", weights.parent.parent / "config.json"):
+        try:
+            model = json.loads(candidate.read_text()).get("model")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(model, dict):
+            return ModelConfig.from_dict(model)
+    return None
 
 
-def default_weights() -> Path | None:
-    return PRETRAINED_WEIGHTS if PRETRAINED_WEIGHTS.is_file() else None
-
-
-def load_capsnet(weights: str | Path | None = None, config: ModelConfig | None = None,
-                 precision: str = "float32") -> CapsNet:
-    """Build the network and load `weights` (default: the shipped pretrained model)."""
-    path = Path(weights) if weights else default_weights()
-    if path is None:
-        raise ModelLoadError(f"no weights given and no pretrained model at {PRETRAINED_WEIGHTS}; "
-                             "train one with `python -m capsnet train` or pass -w PATH")
+def load_capsnet(path: str | Path | None = None, routings: int | None = None) -> CapsNet:
+    """The network in `path` (default: the shipped pretrained model), in float32; with `routings`, the same weights
+    routed that many times instead of the file's own number."""
+    path = Path(path) if path else PRETRAINED_MODEL
     if not path.is_file():
-        raise ModelLoadError(f"weights file not found: {path}")
-    keras.mixed_precision.set_dtype_policy(precision)
-    net = build_capsnet(config or model_config_for(path))
+        raise ModelLoadError(f"model file not found: {path}"
+                             + ("; train one with `python -m capsnet train` or pass -w PATH"
+                                if path == PRETRAINED_MODEL else ""))
     try:
+        if path.name.endswith(".keras"):
+            net = keras.saving.load_model(path, safe_mode=True, compile=False)
+            if not isinstance(net, CapsNet):
+                raise ModelLoadError(f"{path.name} holds a Keras model of another kind ({type(net).__name__} "
+                                     f"'{net.name}'), not a CapsNet saved by this project")
+            return net if routings in (None, net.config.routings) else _rerouted(net, routings)
+        with h5py.File(path, "r"):  # an unreadable file is that, whatever else could be said of it
+            pass
+        if reference.is_reference_weights(path):
+            net = CapsNet(_with_routings(reference.reference_model_config(path), routings))
+            reference.load_reference_weights(net, path)
+            return net
+        config = saved_architecture(path)
+        if config is None:
+            raise ModelLoadError(
+                f"{path.name} holds bare weights, and nothing says which architecture they belong to (no config.json "
+                "of its run beside it). Use the run's .keras model file: it carries its architecture.")
+        net = CapsNet(_with_routings(config, routings))
         net.load_weights(path)
-    except Exception as error:  # h5py, Keras and ValueError all signal a bad file differently
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise ModelLoadError(f"{path} is not a readable CapsNet weights file ({reason})") from None
-    return net
+        return net
+    except ModelLoadError:
+        raise
+    except Exception as error:  # h5py, zipfile, Keras and ValueError all signal a bad file differently
+        reason = str(error).strip().splitlines()[0][:240] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(f"{path.name} is not a readable CapsNet model file ({reason})") from None
+
+
+def _with_routings(config: ModelConfig, routings: int | None) -> ModelConfig:
+    return config if routings is None else dataclasses.replace(config, routings=routings)
+
+
+def _rerouted(net: CapsNet, routings: int) -> CapsNet:
+    """Routing iterations have no weights of their own: the same weights fit a network that routes more or less."""
+    rerouted = CapsNet(_with_routings(net.config, routings))
+    rerouted.eval.set_weights(net.eval.get_weights())
+    return rerouted
 
 
 @dataclass
@@ -117,3 +150,10 @@ class Predictor:
         """Coupling coefficients of every routing round for one image: [routings, classes, primary capsules]."""
         batch = np.asarray(image, np.float32).reshape((1, *self.net.config.input_shape))
         return self._couplings(batch).numpy()[0]
+
+    def warm_up(self) -> None:
+        """Trace and compile every function once, so that a user's first interaction is not the slow one."""
+        blank = np.zeros(self.net.config.input_shape[:2], np.float32)
+        warm = self.predict(blank)
+        self.decode(warm.capsules, warm.digit)
+        self.couplings(blank)

@@ -11,6 +11,7 @@ Policy: one run per device. Launching or resuming on a device that an active run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -23,17 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from capsnet.rundir import ACTIVE_STATES, RunDir, list_runs, new_run_name, validate_run_name
+from capsnet.config import TrainConfig
+from capsnet.rundir import ACTIVE_STATES, REPO, RunDir, list_runs, new_run_name, runs_root, validate_run_name
 
-REPO = Path(__file__).resolve().parent.parent
 CPU = "cpu"
 
-# Every hyperparameter of `python -m capsnet train` the app offers, with the CLI's defaults.
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "dataset": "mnist", "epochs": 50, "batch_size": 100, "lr": 0.001, "lr_decay": 0.9, "lam_recon": 0.392,
-    "routings": 3, "shift_fraction": 0.1, "subset": None, "precision": "mixed_bfloat16", "seed": 0,
-    "log_every": 20, "debug": False,
-}
+
+def train_defaults() -> dict[str, Any]:
+    """Every hyperparameter of `python -m capsnet train` with its default: TrainConfig's fields, with the model's
+    routing iterations flattened into `routings` as the CLI's flag has it."""
+    defaults = dataclasses.asdict(TrainConfig())
+    defaults["routings"] = defaults.pop("model")["routings"]
+    return defaults
 
 
 class LaunchError(Exception):
@@ -42,13 +44,6 @@ class LaunchError(Exception):
 
 class DeviceBusy(LaunchError):
     pass
-
-
-def runs_root() -> Path:
-    """Where runs live: $CAPSNET_RUNS_DIR, else runs/ in the repository (the CLI's default from the repo root).
-    The one definition: the Train page launches runs here and the explorer's model picker (capsnet.catalog) lists
-    them from here, whatever folder the server was started in."""
-    return Path(os.environ.get("CAPSNET_RUNS_DIR") or REPO / "runs").resolve()
 
 
 # --- devices --------------------------------------------------------------------------------------------------
@@ -135,12 +130,13 @@ def check_free(devices: list[str], root: Path, exclude: RunDir | None = None) ->
 # --- launch ---------------------------------------------------------------------------------------------------
 
 def train_args(params: dict[str, Any]) -> list[str]:
-    """CLI flags for the hyperparameters in `params` (keys of TRAIN_DEFAULTS); unknown keys are a bug."""
-    unknown = set(params) - set(TRAIN_DEFAULTS)
+    """CLI flags for the hyperparameters in `params` (keys of `train_defaults()`); unknown keys are a bug."""
+    defaults = train_defaults()
+    unknown = set(params) - set(defaults)
     if unknown:
         raise ValueError(f"unknown training parameters {sorted(unknown)}")
     args = []
-    for key, value in {**TRAIN_DEFAULTS, **params}.items():
+    for key, value in {**defaults, **params}.items():
         if key == "debug":
             args += ["--debug"] if value else []
         elif value is not None:

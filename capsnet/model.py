@@ -1,42 +1,43 @@
 """The CapsNet architecture: conv -> primary capsules -> digit capsules -> masked decoder.
 
-`build_capsnet` returns three Keras models that share their layers (and so their weights):
+`CapsNet` is one Keras model that holds four views of the same layers (and so the same weights):
 
 - `train`: inputs (image, one-hot label) -> (capsule lengths, reconstruction); the decoder sees the true class.
-- `eval`: image -> (capsule lengths, reconstruction, capsules); the decoder sees the longest capsule.
+- `eval`: image -> (capsule lengths, reconstruction, capsules); the decoder sees the longest capsule. Calling the
+  CapsNet itself is calling `eval`.
 - `decoder`: (digit capsules [10, 16], class one-hot) -> image; used to manipulate the latent code.
 - `routing`: image -> coupling coefficients of every routing round, [batch, routings, classes, primary capsules].
 
-Weights saved from any of them load into the others, because they are built from one `CapsNet` object.
+Saved with `net.save("model.keras")`, a file holds the `ModelConfig` (its `get_config`) and the weights, so
+`keras.saving.load_model(path, safe_mode=True)` rebuilds the same network with nothing else to go on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
 from keras import layers
 
-from capsnet.config import ModelConfig
+from capsnet.config import PRECISIONS, ModelConfig
 from capsnet.layers import DigitCapsule, Length, Mask, PrimaryCapsule
 
 
-@dataclass
-class CapsNet:
-    train: keras.Model
-    eval: keras.Model
-    decoder: keras.Model
-    routing: keras.Model
-    config: ModelConfig
-
-    # Model-only weight files go through the eval model: it is never compiled, so no optimizer state is written,
-    # and it holds every weighted layer of the network.
-    def load_weights(self, path: str | Path) -> None:
-        self.eval.load_weights(str(path))
-
-    def save_weights(self, path: str | Path) -> None:
-        self.eval.save_weights(str(path))
+@contextmanager
+def dtype_policy(precision: str) -> Iterator[None]:
+    """Layers created inside compute in `precision` ("float32", "mixed_bfloat16"); the global policy is restored
+    afterwards, so building a model never changes how unrelated code builds its own."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def build_decoder(config: ModelConfig) -> keras.Sequential:
@@ -55,8 +56,57 @@ def build_decoder(config: ModelConfig) -> keras.Sequential:
     )
 
 
-def build_capsnet(config: ModelConfig | None = None) -> CapsNet:
-    config = config or ModelConfig()
+@keras.saving.register_keras_serializable(package="capsnet")
+class CapsNet(keras.Model):
+    """The network of the paper's figures 1 and 2, built from a `ModelConfig` in `precision`."""
+
+    def __init__(self, config: ModelConfig | dict | None = None, precision: str = "float32", **kwargs):
+        super().__init__(**kwargs)
+        config = ModelConfig.from_dict(config) if isinstance(config, dict) else config or ModelConfig()
+        self.model_config = config
+        with dtype_policy(precision):
+            self.train, self.eval, self.decoder, self.routing = _build_views(config)
+        self.built = True  # its views are built Functional models
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model_config
+
+    def call(self, images, training=False):
+        return self.eval(images, training=training)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "config": dataclasses.asdict(self.model_config)}
+
+    # A bare `.weights.h5` holds the eval view's weights (it has every weighted layer and no optimizer), as files of
+    # this project always have; a `.keras` file goes through Keras' own saving instead and needs neither method.
+    def load_weights(self, filepath: str | Path, *args, **kwargs) -> None:
+        self.eval.load_weights(str(filepath), *args, **kwargs)
+
+    def save_weights(self, filepath: str | Path, *args, **kwargs) -> None:
+        self.eval.save_weights(str(filepath), *args, **kwargs)
+
+
+def build_capsnet(config: ModelConfig | None = None, precision: str = "float32") -> CapsNet:
+    return CapsNet(config, precision)
+
+
+def save_model(net: CapsNet, path: str | Path) -> Path:
+    """Write `net` as a `.keras` file: its config and float32 weights, without optimizer state (a copy that was never
+    compiled is saved, a third of the size). The file appears whole or not at all: written aside, then renamed."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"{path}: model files end in .keras")
+    clean = CapsNet(net.config, name=net.name)
+    clean.eval.set_weights(net.eval.get_weights())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.part.keras")
+    clean.save(partial)
+    partial.replace(path)
+    return path
+
+
+def _build_views(config: ModelConfig) -> tuple[keras.Model, keras.Model, keras.Model, keras.Model]:
     image = keras.Input(config.input_shape, name="image")
     label = keras.Input((config.num_classes,), name="label")
 
@@ -82,4 +132,4 @@ def build_capsnet(config: ModelConfig | None = None) -> CapsNet:
     decoder_model = keras.Model([capsule_input, class_input], decoder(mask([capsule_input, class_input])),
                                 name="capsnet_decoder")
     routing_model = keras.Model(image, couplings, name="capsnet_routing")
-    return CapsNet(train_model, eval_model, decoder_model, routing_model, config)
+    return train_model, eval_model, decoder_model, routing_model

@@ -18,11 +18,14 @@ import io
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from capsnet.imaging import to_float
+
 SIZE = 28  # the network's input
 BOX = 20  # MNIST's size normalisation: the longer side of the ink's bounding box
 INK_THRESHOLD = 0.2  # of the ink's range: fainter pixels (anti-aliasing, paper texture) do not widen the crop
 MIN_CONTRAST = 0.08  # less difference than this between ink and background is an empty image
 MAX_SIDE = 1024  # photos are shrunk to this first: the result is 28 px anyway, and big images are slow
+IMAGE_TYPES = ("png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff")  # file extensions the uploaders accept
 
 
 class UnreadableImage(ValueError):
@@ -69,8 +72,7 @@ def grayscale(pixels: np.ndarray, background: float | None) -> np.ndarray:
     """Pixels -> [h, w] luminance in [0, 1]. Transparent parts become `background` (0 black, 1 white); with
     `background=None`, whichever of the two contrasts with the opaque content, so a digit on a transparent sheet
     stays visible whatever its colour."""
-    x = np.asarray(pixels)
-    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    x = to_float(pixels)
     if x.ndim == 2:
         return x
     if x.ndim != 3 or x.shape[-1] not in (2, 3, 4):

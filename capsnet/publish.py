@@ -1,6 +1,6 @@
 """Ship a finished run as the pretrained model: `python -m capsnet.publish RUN_DIR`.
 
-Copies the run's final weights to `assets/capsnet.weights.h5` and writes `assets/model_card.json`: the command,
+Saves the run's final model as `assets/capsnet.keras` and writes `assets/model_card.json`: the command,
 config, epochs, test accuracy and error on all 10,000 MNIST test images (measured here, through the same loading
 path the app uses), per-class accuracy, the data's source and fingerprint, training time, device, sessions and the
 git commit of the training code.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -19,7 +18,8 @@ import numpy as np
 
 from capsnet.data import Dataset, load_dataset
 from capsnet.evaluate import accuracy_report, predict_all
-from capsnet.inference import PRETRAINED_CARD, PRETRAINED_WEIGHTS, load_capsnet
+from capsnet.inference import PRETRAINED_CARD, PRETRAINED_MODEL, load_capsnet
+from capsnet.model import save_model
 from capsnet.rundir import RunDir
 
 
@@ -31,14 +31,14 @@ def data_fingerprint(data: Dataset) -> str:
     return digest.hexdigest()
 
 
-def model_card(run: RunDir, report: dict, data: Dataset, weights_name: str) -> dict:
+def model_card(run: RunDir, report: dict, data: Dataset, model_name: str) -> dict:
     config = run.read_config()
     status = run.read_raw_status()
     epochs = run.epoch_records()
     sessions = status.get("sessions", [])
     commits = sorted({s["git_commit"] for s in sessions if s.get("git_commit")})
     return {
-        "weights": weights_name,
+        "model": model_name,
         "command": f"python -m capsnet train --save_dir {run.name}",
         # Each later session continued the same run where the previous one was stopped.
         "resume_command": f"python -m capsnet train --resume --save_dir {run.name}" if len(sessions) > 1 else None,
@@ -64,18 +64,18 @@ def model_card(run: RunDir, report: dict, data: Dataset, weights_name: str) -> d
     }
 
 
-def publish(run_dir: str | Path, assets_weights: Path = PRETRAINED_WEIGHTS, card_path: Path = PRETRAINED_CARD) -> dict:
+def publish(run_dir: str | Path, model_path: Path = PRETRAINED_MODEL, card_path: Path = PRETRAINED_CARD) -> dict:
     run = RunDir(run_dir)
-    if not run.final_weights.is_file():
-        raise FileNotFoundError(f"{run.path} has no {run.final_weights.name}: the run has not finished")
+    final = run.best_model() if run.read_raw_status().get("state") == "finished" else None
+    if final is None:
+        raise FileNotFoundError(f"{run.path} holds no final model: the run has not finished")
     config = run.read_config()
     data = load_dataset(config.get("dataset", "mnist"))
-    net = load_capsnet(run.final_weights)
+    net = load_capsnet(final)
     lengths, _, _ = predict_all(net, data.x_test)
     report = accuracy_report(lengths, data.y_test)
-    assets_weights.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run.final_weights, assets_weights)
-    card = model_card(run, report, data, assets_weights.name)
+    save_model(net, model_path)
+    card = model_card(run, report, data, model_path.name)
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return card
 
@@ -86,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     card = publish(args.run_dir)
     print(f"test error {card['test_error_percent']:.2f}% ({card['test_errors']} of {card['test_images']}) "
-          f"after {card['epochs_trained']} epochs -> {PRETRAINED_WEIGHTS}")
+          f"after {card['epochs_trained']} epochs -> {PRETRAINED_MODEL}")
 
 
 if __name__ == "__main__":

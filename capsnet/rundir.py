@@ -4,10 +4,11 @@
     <run>/status.json                   state, pid, epoch, message; replaced atomically (temp file + rename)
     <run>/metrics.jsonl                 one JSON object per `log_every` steps ("kind": "step") and per epoch ("epoch")
     <run>/log.csv, log.png              per-epoch losses, accuracies and learning rate, regenerated from metrics.jsonl
-    <run>/checkpoints/last.weights.h5   model + optimizer state after the last completed epoch (or graceful stop)
-    <run>/checkpoints/best.weights.h5   model weights with the best validation accuracy so far
+    <run>/checkpoints/last.weights.h5   training state after the last completed epoch (or graceful stop): weights and
+                                        optimizer, what --resume loads (the architecture is config.json's)
+    <run>/checkpoints/best.keras        the model with the best validation accuracy so far
     <run>/checkpoints/state.json        epochs completed, best validation accuracy
-    <run>/trained_model.weights.h5      final model weights
+    <run>/trained_model.keras           the final model (architecture and weights; `capsnet.inference.load_capsnet`)
     <run>/stdout.log                    the process's output, when launched by the app
     <run>/tensorboard/                  TensorBoard logs (with --debug)
 """
@@ -24,12 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+REPO = Path(__file__).resolve().parent.parent
 STATES = ("queued", "running", "stopping", "finished", "stopped", "failed", "interrupted")
 ACTIVE_STATES = ("queued", "running", "stopping")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 EPOCH_COLUMNS = ("epoch", "loss", "margin_loss", "recon_loss", "accuracy",
                  "val_loss", "val_margin_loss", "val_recon_loss", "val_accuracy", "lr", "seconds")
+
+
+def runs_root() -> Path:
+    """Where runs live: $CAPSNET_RUNS_DIR, else runs/ in the repository. The one definition: the CLI's default
+    run directory, the Train page's launches and the explorer's model picker all use it."""
+    return Path(os.environ.get("CAPSNET_RUNS_DIR") or REPO / "runs").resolve()
 
 
 def validate_run_name(name: str) -> str:
@@ -104,9 +112,9 @@ class RunDir:
     stdout_file = property(lambda self: self.path / "stdout.log")
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
     last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.weights.h5")
-    best_checkpoint = property(lambda self: self.path / "checkpoints" / "best.weights.h5")
+    best_checkpoint = property(lambda self: self.path / "checkpoints" / "best.keras")
     checkpoint_state_file = property(lambda self: self.path / "checkpoints" / "state.json")
-    final_weights = property(lambda self: self.path / "trained_model.weights.h5")
+    final_model = property(lambda self: self.path / "trained_model.keras")
     tensorboard_dir = property(lambda self: self.path / "tensorboard")
 
     def exists(self) -> bool:
@@ -204,9 +212,11 @@ class RunDir:
         except (OSError, json.JSONDecodeError):
             return {}
 
-    def best_weights(self) -> Path | None:
-        """The weights a user would pick from this run: the final ones, else the best checkpoint so far."""
-        for path in (self.final_weights, self.best_checkpoint):
+    def best_model(self) -> Path | None:
+        """The model a user would pick from this run: the final one, else the best checkpoint so far (runs of
+        earlier versions saved bare weights under the same names; their config.json says what they fit)."""
+        for path in (self.final_model, self.best_checkpoint, self.path / "trained_model.weights.h5",
+                     self.checkpoint_dir / "best.weights.h5"):
             if path.is_file():
                 return path
         return None
@@ -227,8 +237,8 @@ class RunDir:
         }
 
 
-def list_runs(root: str | Path = "runs") -> list[RunDir]:
-    root = Path(root)
+def list_runs(root: str | Path | None = None) -> list[RunDir]:
+    root = Path(root or runs_root())
     if not root.is_dir():
         return []
     runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and RUN_NAME.match(p.name)]

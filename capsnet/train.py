@@ -19,8 +19,9 @@ import tensorflow as tf
 
 from capsnet.config import TrainConfig
 from capsnet.data import Dataset, load_dataset
+from capsnet.inference import load_capsnet
 from capsnet.losses import compile_for_training, rename_logs
-from capsnet.model import CapsNet, build_capsnet
+from capsnet.model import CapsNet, build_capsnet, save_model
 from capsnet.rundir import RunDir, atomic_write_text
 
 # --- input pipeline -------------------------------------------------------------------------------------------
@@ -151,9 +152,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         if val_accuracy > self.best_val_accuracy:
             self.best_val_accuracy = val_accuracy
-            partial = self.run.checkpoint_dir / ".best.part.weights.h5"
-            self.net.save_weights(partial)
-            partial.replace(self.run.best_checkpoint)
+            save_model(self.net, self.run.best_checkpoint)
         self.save_checkpoint(epochs_completed=epoch + 1)
 
     def save_checkpoint(self, epochs_completed: int) -> None:
@@ -184,12 +183,6 @@ def code_version() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() or None
-
-
-def set_precision(precision: str) -> None:
-    if precision not in ("mixed_bfloat16", "float32", "mixed_float16"):
-        raise ValueError(f"unknown precision {precision!r}; use mixed_bfloat16 or float32")
-    keras.mixed_precision.set_dtype_policy(precision)
 
 
 def restore_training_state(model: keras.Model, checkpoint: Path) -> None:
@@ -228,7 +221,6 @@ def train(config: TrainConfig, save_dir: str | Path, resume: bool = False, weigh
 
 def fit(config: TrainConfig, run: RunDir, resume: bool, weights: str | None,
         strategy: tf.distribute.Strategy, data: Dataset | None, verbose: int) -> CapsNet:
-    set_precision(config.precision)
     keras.utils.set_random_seed(config.seed)
     data = (data or load_dataset(config.dataset)).subset(config.subset)
     initial_epoch = run.checkpoint_state().get("epochs_completed", 0) if resume else 0
@@ -237,13 +229,13 @@ def fit(config: TrainConfig, run: RunDir, resume: bool, weights: str | None,
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
 
     with strategy.scope():
-        net = build_capsnet(config.model)
+        net = build_capsnet(config.model, config.precision)
         compile_for_training(net.train, config.lr, config.lam_recon)
         if resume:
             restore_training_state(net.train, run.last_checkpoint)
             run.truncate_metrics(initial_epoch)
-        elif weights:
-            net.load_weights(weights)
+        elif weights:  # start from a trained model: any file load_capsnet reads, of this architecture
+            net.eval.set_weights(load_capsnet(weights).eval.get_weights())
 
     stop = GracefulStop()
     callbacks = [
@@ -260,7 +252,7 @@ def fit(config: TrainConfig, run: RunDir, resume: bool, weights: str | None,
     if stop.requested:
         run.write_status("stopped", message="stopped by request; resume continues from the last checkpoint")
         return net
-    net.save_weights(run.final_weights)
+    save_model(net, run.final_model)
     epochs = run.epoch_records()
     run.write_status("finished", message="", final_val_accuracy=epochs[-1].get("val_accuracy") if epochs else None)
     return net

@@ -22,17 +22,14 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 @pytest.fixture(scope="session")
-def random_weights(tmp_path_factory) -> Path:
-    """An untrained network's weights: enough to exercise every code path that needs a model."""
+def random_model(tmp_path_factory) -> Path:
+    """An untrained network as a `.keras` model file: enough to exercise every code path that needs a model."""
     import keras
 
-    from capsnet.model import build_capsnet
+    from capsnet.model import build_capsnet, save_model
 
-    keras.mixed_precision.set_dtype_policy("float32")
     keras.utils.set_random_seed(1)
-    path = tmp_path_factory.mktemp("weights") / "random.weights.h5"
-    build_capsnet().save_weights(path)
-    return path
+    return save_model(build_capsnet(), tmp_path_factory.mktemp("models") / "random.keras")
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 A run starts at app.py (its `st.navigation`) and switches pages the way a user does, so page links resolve as under
 `streamlit run`.
-The model is the `random_weights` fixture, passed in through $CAPSNET_WEIGHTS as a deployment would.
+The model is the `random_model` fixture, passed in through $CAPSNET_WEIGHTS as a deployment would.
 """
 
 import base64
@@ -16,18 +16,27 @@ from conftest import REPO
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from capsnet import app_support as ui
-from capsnet import catalog
+from capsnet.config import ModelConfig
+from capsnet.explorer import catalog, state
+from capsnet.explorer.navigation import PAGES
+from capsnet.inference import load_capsnet
+from capsnet.model import build_capsnet, save_model
 from capsnet.rundir import RunDir
 from capsnet.sample import load_sample
 
 TIMEOUT = 240  # the first Reconstruct run classifies 1,000 test digits on a CPU that may be training
-PAGES = [ui.PAGES["draw"], ui.PAGES["reconstruct"], ui.PAGES["latent"]]
+EXPLORER_PAGES = [PAGES["draw"], PAGES["reconstruct"], PAGES["latent"]]
+
+
+@pytest.fixture(scope="module")
+def one_routing_model(tmp_path_factory):
+    """A model file whose architecture differs from the default: 1 routing iteration."""
+    return save_model(build_capsnet(ModelConfig(routings=1)), tmp_path_factory.mktemp("models") / "r1.keras")
 
 
 @pytest.fixture
-def app_env(monkeypatch, random_weights, tmp_path):
-    monkeypatch.setenv("CAPSNET_WEIGHTS", str(random_weights))
+def app_env(monkeypatch, random_model, tmp_path):
+    monkeypatch.setenv("CAPSNET_WEIGHTS", str(random_model))
     monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))
     return tmp_path
@@ -60,22 +69,22 @@ def png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def test_home_shows_the_active_models_card(app_env, random_weights):
+def test_home_shows_the_active_models_card(app_env, random_model):
     at = open_app()
     assert_clean(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Source"] == "environment" and metrics["Routing iterations"] == "3"
     assert at.sidebar.selectbox[0].value == "env"
-    assert any(str(random_weights) in c.value for c in at.caption)
+    assert any(str(random_model) in c.value for c in at.caption)
 
 
-@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("page", EXPLORER_PAGES)
 def test_every_page_renders(app_env, page):
     at = open_app(page)
     assert_clean(at)
-    if page == ui.PAGES["draw"]:
+    if page == PAGES["draw"]:
         assert "Draw a digit on the canvas" in at.info[0].value  # an empty canvas is a hint, not an error
-    elif page == ui.PAGES["reconstruct"]:
+    elif page == PAGES["reconstruct"]:
         assert at.metric[0].label.startswith("Test accuracy on 1,000")
         assert len([i for i in at.get("image") if "→" in i.captions[0]]) == 20
     else:
@@ -86,33 +95,33 @@ def test_without_any_model_pages_say_so(monkeypatch, tmp_path):
     monkeypatch.delenv("CAPSNET_WEIGHTS", raising=False)
     monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))
-    monkeypatch.setattr(catalog, "PRETRAINED_WEIGHTS", tmp_path / "absent.weights.h5")
+    monkeypatch.setattr(catalog, "PRETRAINED_MODEL", tmp_path / "absent.keras")
     at = open_app()
     assert_clean(at)
     assert "No trained model exists yet" in at.warning[0].value
-    for page in PAGES:
+    for page in EXPLORER_PAGES:
         at.switch_page(page).run()
         assert_clean(at)
         assert "no usable model to explore yet" in at.info[0].value
 
 
 @pytest.mark.parametrize("content", [b"garbage", None], ids=["corrupt", "missing"])
-def test_a_bad_weights_file_is_a_message_on_every_page(app_env, monkeypatch, content):
-    bad = app_env / "bad.weights.h5"
+def test_a_bad_model_file_is_a_message_on_every_page(app_env, monkeypatch, content):
+    bad = app_env / "bad.keras"
     if content is not None:
         bad.write_bytes(content)
     monkeypatch.setenv("CAPSNET_WEIGHTS", str(bad))
     at = open_app()
     assert not at.exception
     assert "Cannot load the model" in at.error[0].value
-    for page in PAGES:
+    for page in EXPLORER_PAGES:
         at.switch_page(page).run()
         assert not at.exception
         assert "Cannot load the model" in at.error[0].value and "no usable model" in at.info[0].value
 
 
 def test_latent_slider_moves_the_reconstruction(app_env):
-    at = open_app(ui.PAGES["latent"])
+    at = open_app(PAGES["latent"])
     before = images(at)
     at.slider[3].set_value(0.25).run()
     after = images(at)
@@ -128,7 +137,7 @@ def test_latent_slider_moves_the_reconstruction(app_env):
 
 
 def test_draw_canvas_data_gives_a_prediction(app_env):
-    at = open_app(ui.PAGES["draw"])
+    at = open_app(PAGES["draw"])
     seven = np.zeros((280, 280, 4), np.uint8)
     seven[..., 3] = 255
     seven[50:70, 60:220, :3] = 255  # the bar
@@ -136,7 +145,8 @@ def test_draw_canvas_data_gives_a_prediction(app_env):
         col = 200 - (row - 70) // 2
         seven[row, col - 10:col + 10, :3] = 255
     data_url = "data:image/png;base64," + base64.b64encode(png(seven)).decode()
-    at.session_state[ui.CANVAS] = {"drawing": {"png": data_url, "strokes": [[60, 60, 220, 60]]}}
+    # What streamlit-drawable-canvas reports: Fabric.js JSON of the strokes and the pixels as a PNG data URL.
+    at.session_state[state.CANVAS] = {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": data_url}}
     at.run()
     assert_clean(at)
     assert "Prediction:" in texts(at)
@@ -144,8 +154,8 @@ def test_draw_canvas_data_gives_a_prediction(app_env):
     assert "what the model sees (28×28)" in captions
     assert any(caption.startswith("reconstruction from capsule") for caption in captions)
     assert [e.label for e in at.expander] == ["How the capsules routed"]
-    assert at.session_state[ui.DRAWING].shape == (28, 28)  # handed on to the Latent page
-    at.switch_page(ui.PAGES["latent"]).run()
+    assert at.session_state[state.DRAWING].shape == (28, 28)  # handed on to the Latent page
+    at.switch_page(PAGES["latent"]).run()
     at.radio[0].set_value("Last drawing").run()
     assert_clean(at)
     assert "your last drawing" in images(at)
@@ -154,39 +164,40 @@ def test_draw_canvas_data_gives_a_prediction(app_env):
 def test_draw_png_upload(app_env):
     digit = load_sample().images[0]
     scan = 255 - np.kron(digit, np.ones((6, 6), np.uint8))  # dark ink on white paper, 168x168
-    at = open_app(ui.PAGES["draw"])
+    at = open_app(PAGES["draw"])
     at.file_uploader[0].set_value(("scan.png", png(scan), "image/png")).run()
     assert_clean(at)
     assert "Prediction:" in texts(at)
-    seen = at.session_state[ui.DRAWING]
+    seen = at.session_state[state.DRAWING]
     assert np.corrcoef(seen.ravel(), digit.ravel())[0, 1] > 0.95  # inverted, cropped, scaled and centred
 
 
 @pytest.mark.parametrize("content", [b"this is not an image", b""], ids=["garbage", "empty"])
 def test_draw_corrupt_upload_is_a_message(app_env, content):
-    at = open_app(ui.PAGES["draw"])
+    at = open_app(PAGES["draw"])
     at.file_uploader[0].set_value(("broken.png", content, "image/png")).run()
     assert not at.exception
     assert "Could not read broken.png" in at.warning[0].value
     assert "Prediction:" not in texts(at)
 
 
-def test_weights_upload_good_and_bad(app_env, random_weights):
+def test_model_upload_good_and_bad(app_env, one_routing_model):
     at = open_app()
-    at.file_uploader[0].set_value(("bad.weights.h5", b"not hdf5", "application/octet-stream")).run()
+    at.file_uploader[0].set_value(("bad.keras", b"not a zip", "application/octet-stream")).run()
     assert not at.exception
-    assert "not a Keras .weights.h5 file" in at.error[0].value
-    at.file_uploader[0].set_value(("mine.weights.h5", random_weights.read_bytes(), "application/x-hdf5")).run()
+    assert "bad.keras is not a Keras .keras archive" in at.error[0].value
+    at.file_uploader[0].set_value(("mine.keras", one_routing_model.read_bytes(), "application/zip")).run()
     assert_clean(at)
-    assert "now the active model" in at.success[0].value
+    assert "(1 routing iteration)" in at.success[0].value and "now the active model" in at.success[0].value
     assert at.sidebar.selectbox[0].value.startswith("upload:")
-    assert {m.label: m.value for m in at.metric}["Source"] == "upload"
-    at.switch_page(ui.PAGES["latent"]).run()  # the choice follows the user to other pages
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Source"] == "upload" and metrics["Routing iterations"] == "1"  # the file's own, not a default
+    at.switch_page(PAGES["draw"]).run()  # the choice follows the user to other pages, and routes once
     assert at.sidebar.selectbox[0].value.startswith("upload:")
 
 
 def test_reconstruct_filters_and_sends_a_digit_to_latent(app_env):
-    at = open_app(ui.PAGES["reconstruct"])
+    at = open_app(PAGES["reconstruct"])
     at.sidebar.selectbox(key="reconstruct.class").set_value(4).run()
     at.sidebar.toggle(key="reconstruct.shuffle").set_value(True).run()
     assert_clean(at)
@@ -195,38 +206,39 @@ def test_reconstruct_filters_and_sends_a_digit_to_latent(app_env):
     test_index = captions[2].split(":")[0].lstrip("#")
     at.button[2].click().run()
     assert_clean(at)
-    assert at.selectbox(key=ui.LATENT_CLASS).value == 4
+    assert at.selectbox(key=state.LATENT_CLASS).value == 4
     assert f"test image #{test_index} (a 4)" in images(at)
 
 
-def test_catalog_lists_finished_runs_only(app_env, random_weights, monkeypatch):
+def test_catalog_lists_finished_runs_only(app_env, one_routing_model, monkeypatch):
     root = app_env / "runs"
-    for name, state in [("20260101-done", "finished"), ("20260102-busy", "running"), ("20260103-empty", "finished")]:
+    for name, run_state in [("20260101-done", "finished"), ("20260102-busy", "running"),
+                            ("20260103-empty", "finished")]:
         run = RunDir(root / name)
         run.config_file.parent.mkdir(parents=True)
-        run.config_file.write_text(json.dumps({"model": {"routings": 2}}))
-        run.write_status(state, pid=os.getpid())  # a live pid: "running" stays running
+        run.config_file.write_text(json.dumps({"model": {"routings": 1}}))
+        run.write_status(run_state, pid=os.getpid())  # a live pid: "running" stays running
         if name != "20260103-empty":
-            run.final_weights.symlink_to(random_weights)
-    monkeypatch.setattr(catalog, "PRETRAINED_WEIGHTS", app_env / "absent.weights.h5")
+            run.final_model.symlink_to(one_routing_model)
+    monkeypatch.setattr(catalog, "PRETRAINED_MODEL", app_env / "absent.keras")
     choices = catalog.available_models()
     assert [c.key for c in choices] == ["env", "run:20260101-done"]
-    card = catalog.model_card(choices[1])
-    assert card["routings"] == 2 and card["trained"]
+    card = catalog.model_card(choices[1], load_capsnet(choices[1].path).config)
+    assert card["routings"] == 1 and card["trained"]
 
 
-def test_catalog_reads_the_shipped_model_card(app_env, random_weights, monkeypatch):
+def test_catalog_reads_the_shipped_model_card(app_env, random_model, monkeypatch):
     """The card `python -m capsnet.publish` writes, as the Home page reads it."""
     card_path = app_env / "model_card.json"
     card_path.write_text(json.dumps({"test_accuracy": 0.9963, "date": "2026-11-25", "epochs_trained": 50,
                                      "config": {"model": {"routings": 3}}}))
-    monkeypatch.setattr(catalog, "PRETRAINED_WEIGHTS", random_weights)
+    monkeypatch.setattr(catalog, "PRETRAINED_MODEL", random_model)
     monkeypatch.setattr(catalog, "PRETRAINED_CARD", card_path)
     monkeypatch.delenv("CAPSNET_WEIGHTS")
     choice = catalog.available_models()[0]
     assert choice.source == "pretrained"
-    card = catalog.model_card(choice)
-    assert (card["test_accuracy"], card["trained"], card["epochs"], card["routings"]) == (0.9963, "2026-11-25", 50, 3)
+    card = catalog.model_card(choice, ModelConfig())
+    assert (card["test_accuracy"], card["trained"], card["epochs"]) == (0.9963, "2026-11-25", 50)
     at = open_app()
     assert_clean(at)
     metrics = {m.label: m.value for m in at.metric}

@@ -12,8 +12,9 @@ from conftest import REPO
 from streamlit.testing.v1 import AppTest
 from train_support import TINY, assert_logged_once, write_tiny_mnist
 
-from capsnet import app_support as ui
-from capsnet import catalog, launch
+from capsnet import launch
+from capsnet.explorer import catalog, state
+from capsnet.explorer.navigation import PAGES
 from capsnet.rundir import RunDir, list_runs
 
 
@@ -23,7 +24,7 @@ def own_folders(tmp_path, monkeypatch):
     monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))
     monkeypatch.delenv("CAPSNET_WEIGHTS", raising=False)
-    monkeypatch.setattr(catalog, "PRETRAINED_WEIGHTS", tmp_path / "absent.weights.h5")
+    monkeypatch.setattr(catalog, "PRETRAINED_MODEL", tmp_path / "absent.keras")
 
 
 @pytest.fixture
@@ -38,23 +39,23 @@ def runs_root(mnist, tmp_path, monkeypatch):
 
 def page(name: str = "train") -> AppTest:
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=90).run()
-    at.switch_page(ui.PAGES[name]).run()
+    at.switch_page(PAGES[name]).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
 
 def active_source(at: AppTest) -> tuple[str, str]:
-    """What Home says the explorer's model is: its source, and the weights file named under the card."""
-    at.switch_page(ui.PAGES["home"]).run()
+    """What Home says the explorer's model is: its source, and the model file named under the card."""
+    at.switch_page(PAGES["home"]).run()
     assert not at.exception, [e.value for e in at.exception]
     source = {m.label: m.value for m in at.metric}.get("Source", "")
-    return source, next((c.value for c in at.caption if ".weights.h5" in c.value), "")
+    return source, next((c.value for c in at.caption if ".keras" in c.value), "")
 
 
 def fill_and_launch(at: AppTest, label: str, **params) -> None:
-    at.text_input(key="train.label").input(label)
+    at.text_input(key=state.TRAIN_FORM + "label").input(label)
     for key, value in params.items():
-        at.number_input(key=f"train.{key}").set_value(value)
+        at.number_input(key=state.TRAIN_FORM + key).set_value(value)
     next(b for b in at.button if b.label == "Launch").click()
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -105,11 +106,11 @@ def test_form_launches_a_run_that_trains_to_the_end(runs_root):
     assert "predicted:" in at.get("image")[0].captions[0]  # the decoder's reconstructions are shown
 
     at.button(key="train.use").click().run()
-    assert at.session_state[ui.MODEL] == catalog.run_key(name)
+    assert at.session_state[state.MODEL] == catalog.run_key(name)
     source, weights = active_source(at)
-    assert source == "run" and str(RunDir(runs_root / name).final_weights) in weights
+    assert source == "run" and str(RunDir(runs_root / name).final_model) in weights
 
-    at.switch_page(ui.PAGES["train"]).run()
+    at.switch_page(PAGES["train"]).run()
     at.button(key="train.delete").click().run()
     assert "Delete run" in at.warning[0].value
     at.button(key="train.delete_yes").click().run()
@@ -160,36 +161,36 @@ def fake_run(root: Path, name: str, state: str, epochs: int = 2, steps: int = 3,
     return run
 
 
-def test_use_this_model_makes_the_run_the_explorers_model(tmp_path, monkeypatch, random_weights):
+def test_use_this_model_makes_the_run_the_explorers_model(tmp_path, monkeypatch, random_model):
     """The Train page's button selects the run in the explorer's own model picker: Draw and Home then use it, not
     the default model ($CAPSNET_WEIGHTS here)."""
-    monkeypatch.setenv("CAPSNET_WEIGHTS", str(random_weights))
+    monkeypatch.setenv("CAPSNET_WEIGHTS", str(random_model))
     done = fake_run(tmp_path / "runs", "20250101-000000-done", "finished")
     done.checkpoint_dir.mkdir()
-    done.best_checkpoint.write_bytes(random_weights.read_bytes())
+    done.best_checkpoint.write_bytes(random_model.read_bytes())
     busy = fake_run(tmp_path / "runs", "20250102-000000-busy", "running", pid=os.getpid())  # alive: still training
     busy.checkpoint_dir.mkdir()
-    busy.best_checkpoint.write_bytes(random_weights.read_bytes())
+    busy.best_checkpoint.write_bytes(random_model.read_bytes())
 
     at = page()
     assert at.button(key="train.use").disabled  # the running run: its checkpoints still change
     at.selectbox(key="train.watched").set_value(done.name).run()
     at.button(key="train.use").click().run()
     assert not at.exception and f"now uses run {done.name}" in at.success[0].value
-    assert at.session_state[ui.MODEL] == catalog.run_key(done.name)
+    assert at.session_state[state.MODEL] == catalog.run_key(done.name)
 
-    at.switch_page(ui.PAGES["draw"]).run()
+    at.switch_page(PAGES["draw"]).run()
     assert not at.exception and not at.error
-    assert at.sidebar.selectbox(key=ui.MODEL_PICKER).value == catalog.run_key(done.name)
+    assert at.sidebar.selectbox(key=state.MODEL_PICKER).value == catalog.run_key(done.name)
     source, weights = active_source(at)
     assert source == "run" and str(done.best_checkpoint) in weights
 
 
-def test_overlay_failed_logs_and_interrupted_runs(tmp_path, random_weights):
+def test_overlay_failed_logs_and_interrupted_runs(tmp_path, random_model):
     root = tmp_path / "runs"
     good = fake_run(root, "20250101-000000-good", "finished")
     good.checkpoint_dir.mkdir()
-    good.best_checkpoint.write_bytes(random_weights.read_bytes())
+    good.best_checkpoint.write_bytes(random_model.read_bytes())
     failed = fake_run(root, "20250102-000000-bad", "failed", epochs=1, message="ValueError: boom")
     failed.stdout_file.write_text("run directory: x\nTraceback (most recent call last):\nValueError: boom\n")
     cut = fake_run(root, "20250103-000000-cut", "running", pid=2**22 + 1)  # no such process: kill -9'd
@@ -213,3 +214,11 @@ def test_overlay_failed_logs_and_interrupted_runs(tmp_path, random_weights):
         names = [trace.get("name", "") for trace in json.loads(chart.proto.spec)["data"]]
         assert any(n.startswith(good.name) for n in names) and any(n.startswith(failed.name) for n in names)
     assert chart_points(at)["Accuracy per epoch"] == 2 * 2 + 2 * 1
+
+
+def test_launch_form_starts_at_the_clis_defaults():
+    """One definition: every training parameter the form offers starts at TrainConfig's default, the CLI's too."""
+    at = page()
+    defaults = launch.train_defaults()
+    shown = {name: at.session_state[state.TRAIN_FORM + name] for name in defaults}
+    assert shown == {name: 0 if value is None else value for name, value in defaults.items()}  # subset: 0 = all

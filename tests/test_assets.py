@@ -8,7 +8,7 @@ import pytest
 from capsnet.config import TrainConfig
 from capsnet.data import Dataset
 from capsnet.evaluate import accuracy_report, predict_all
-from capsnet.inference import PRETRAINED_CARD, PRETRAINED_WEIGHTS, load_capsnet
+from capsnet.inference import PRETRAINED_CARD, PRETRAINED_MODEL, load_capsnet
 from capsnet.publish import publish
 from capsnet.sample import SAMPLE_PATH, load_sample
 from capsnet.train import train
@@ -24,7 +24,7 @@ def test_sample_digits_are_the_test_images_they_claim_to_be(mnist):
 
 @pytest.mark.slow
 def test_shipped_model_reproduces_its_card(mnist):
-    if not PRETRAINED_WEIGHTS.is_file():
+    if not PRETRAINED_MODEL.is_file():
         pytest.skip("no pretrained model in assets/ yet")
     card = json.loads(PRETRAINED_CARD.read_text())
     net = load_capsnet()  # the default: the same path the app takes
@@ -34,15 +34,15 @@ def test_shipped_model_reproduces_its_card(mnist):
     assert card["test_images"] == 10000 and card["config"]["model"]["routings"] == 3
 
 
-def test_publish_writes_weights_and_a_truthful_card(mnist, tmp_path):
+def test_publish_writes_a_model_file_and_a_truthful_card(mnist, tmp_path):
     run = tmp_path / "run"
     data = Dataset(mnist.x_train[:200], mnist.y_train[:200], mnist.x_test[:100], mnist.y_test[:100], mnist.source)
     train(TrainConfig(epochs=1, batch_size=50), run, data=data, verbose=0)
-    weights, card_path = tmp_path / "assets" / "capsnet.weights.h5", tmp_path / "assets" / "model_card.json"
-    card = publish(run, weights, card_path)
-    assert weights.is_file() and json.loads(card_path.read_text()) == card
+    model, card_path = tmp_path / "assets" / "capsnet.keras", tmp_path / "assets" / "model_card.json"
+    card = publish(run, model, card_path)
+    assert model.is_file() and json.loads(card_path.read_text()) == card and card["model"] == "capsnet.keras"
     assert card["epochs_trained"] == 1 and card["test_images"] == 10000
     assert card["training"]["sessions"] == 1 and card["config"]["batch_size"] == 50
-    lengths, _, _ = predict_all(load_capsnet(weights), mnist.x_test)
+    lengths, _, _ = predict_all(load_capsnet(model), mnist.x_test)
     assert accuracy_report(lengths, mnist.y_test)["accuracy"] == card["test_accuracy"]
     assert len(card["data"]["sha256_of_arrays"]) == 64

@@ -68,9 +68,9 @@ MEASURE_JS = """([alt, trigger]) => { window.capsnetMeasure = new Promise((resol
 
 
 @pytest.fixture(scope="module")
-def server(chromium_path, random_weights, tmp_path_factory):  # no browser, no test: do not start a server either
+def server(chromium_path, random_model, tmp_path_factory):  # no browser, no test: do not start a server either
     folder = tmp_path_factory.mktemp("explorer-server")
-    env = {"CAPSNET_WEIGHTS": str(random_weights), "CAPSNET_RUNS_DIR": str(folder / "runs"),
+    env = {"CAPSNET_WEIGHTS": str(random_model), "CAPSNET_RUNS_DIR": str(folder / "runs"),
            "CAPSNET_UPLOAD_DIR": str(folder / "uploads"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     started = time.perf_counter()
     app = StreamlitServer(env, REPO, folder / "streamlit.log")
@@ -178,10 +178,10 @@ def test_first_render_and_every_page_by_url(server, page, tmp_path):
     assert sidebar_pages(page) == NAVIGATION
 
 
-def test_a_direct_link_on_a_fresh_server(streamlit_app, page, random_weights, tmp_path):
+def test_a_direct_link_on_a_fresh_server(streamlit_app, page, random_model, tmp_path):
     """The first request a server ever gets is a page's lowercase URL: that page, and no "Page not found" dialog.
     (The server's very first script run is the one a `pages/` folder would send down Streamlit's old path.)"""
-    server = streamlit_app({"CAPSNET_WEIGHTS": str(random_weights), "CAPSNET_RUNS_DIR": str(tmp_path / "runs"),
+    server = streamlit_app({"CAPSNET_WEIGHTS": str(random_model), "CAPSNET_RUNS_DIR": str(tmp_path / "runs"),
                             "CAPSNET_UPLOAD_DIR": str(tmp_path / "uploads")})
     page.goto(server.url + "/latent")
     page.locator('img[alt="edited reconstruction"]').wait_for(timeout=120_000)

@@ -77,7 +77,7 @@ def test_launch_watch_stop_resume_finish_in_chromium(streamlit_app, browser_page
 
     page.get_by_role("button", name="Resume", exact=True).click()
     wait_page(page, lambda: "finished" in heading(page), "the resumed run to finish", timeout=200)
-    page.get_by_text("trained_model.weights.h5").wait_for(timeout=60_000)  # reconstructions, final weights
+    page.get_by_text("trained_model.keras").wait_for(timeout=60_000)  # reconstructions, final weights
     page.wait_for_timeout(2000)  # let the model load and the charts draw
     page.screenshot(path=str(tmp_path / "3-finished.png"), full_page=True)
 

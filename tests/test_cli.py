@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def capsnet(*args, cwd=REPO, timeout=600):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {name: value for name, value in os.environ.items() if name not in ("TF_CPP_MIN_LOG_LEVEL", "CAPSNET_TF_LOGS")}
     return subprocess.run([sys.executable, "-m", "capsnet", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -36,8 +36,8 @@ def trained_run(tmp_path_factory, mnist):
 
 def test_train_writes_the_run_directory(trained_run):
     run, result = trained_run
-    for name in ("config.json", "status.json", "metrics.jsonl", "log.csv", "log.png", "trained_model.weights.h5",
-                 "checkpoints/last.weights.h5", "checkpoints/best.weights.h5", "real_and_recon.png"):
+    for name in ("config.json", "status.json", "metrics.jsonl", "log.csv", "log.png", "trained_model.keras",
+                 "checkpoints/last.weights.h5", "checkpoints/best.keras", "real_and_recon.png"):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())
     assert config["subset"] == 200 and config["model"]["routings"] == 3
@@ -47,10 +47,11 @@ def test_train_writes_the_run_directory(trained_run):
 
 def test_test_and_manipulate_write_their_images(trained_run, tmp_path):
     run, _ = trained_run
-    weights = run / "trained_model.weights.h5"
+    weights = run / "trained_model.keras"
     result = capsnet("test", "-w", weights, "--save_dir", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test error:" in result.stdout
+    assert not result.stderr.strip(), result.stderr  # TensorFlow's start-up lines (oneDNN, CUDA) are held back
     grid = Image.open(tmp_path / "real_and_recon.png")
     assert grid.size == (10 * 28, 10 * 28)
 
@@ -65,7 +66,7 @@ def test_test_and_manipulate_write_their_images(trained_run, tmp_path):
 
 def test_reference_style_testing_flag(trained_run, tmp_path):
     run, _ = trained_run
-    result = capsnet("-t", "-w", run / "trained_model.weights.h5", "--digit", 7, "--save_dir", tmp_path)
+    result = capsnet("-t", "-w", run / "trained_model.keras", "--digit", 7, "--save_dir", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "real_and_recon.png").is_file() and (tmp_path / "manipulate-7.png").is_file()
 
@@ -96,11 +97,23 @@ def test_bad_flags_give_one_line(args, fragment):
     assert_one_line_error(capsnet(*args), fragment)
 
 
-def test_bad_weights_give_one_line(tmp_path):
+def test_bad_model_files_give_one_line(tmp_path):
     corrupt = tmp_path / "corrupt.weights.h5"
     corrupt.write_bytes(b"\x89HDF\r\n garbage")
-    assert_one_line_error(capsnet("test", "-w", corrupt), "not a readable CapsNet weights file")
-    assert_one_line_error(capsnet("test", "-w", tmp_path / "missing.weights.h5"), "not found")
+    assert_one_line_error(capsnet("test", "-w", corrupt), "not a readable CapsNet model file")
+    assert_one_line_error(capsnet("test", "-w", tmp_path / "missing.keras"), "not found")
+
+
+def test_bare_weights_load_only_where_their_run_says_what_they_fit(trained_run, tmp_path):
+    """Runs of earlier versions hold bare .weights.h5 files: their config.json tells the architecture."""
+    from capsnet.inference import load_capsnet
+
+    run, _ = trained_run
+    load_capsnet(run / "trained_model.keras").save_weights(run / "legacy.weights.h5")
+    result = capsnet("test", "-w", run / "legacy.weights.h5", "--save_dir", tmp_path)
+    assert result.returncode == 0 and "test error:" in result.stdout, result.stderr[-3000:]
+    (tmp_path / "loose.weights.h5").write_bytes((run / "legacy.weights.h5").read_bytes())
+    assert_one_line_error(capsnet("test", "-w", tmp_path / "loose.weights.h5"), "nothing says which architecture")
 
 
 def test_resume_without_a_run_gives_one_line(tmp_path):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from capsnet import dashboard
+from capsnet.explorer import dashboard
 from capsnet.rundir import RunDir
 
 

@@ -40,4 +40,4 @@ def test_mirrored_strategy_trains_and_checkpoints(tmp_path, mnist):
               if '"kind": "epoch"' in line]
     assert [e["epoch"] for e in epochs] == [0, 1]
     assert epochs[1]["val_accuracy"] > 0.3  # learning happened across replicas
-    assert (run / "trained_model.weights.h5").is_file()
+    assert (run / "trained_model.keras").is_file()

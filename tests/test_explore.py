@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from capsnet.explore import coupling_map
+from capsnet.explorer.explore import coupling_map
 
 
 def test_coupling_map_reads_position_major_type_minor():
@@ -23,10 +22,10 @@ def test_coupling_map_reads_position_major_type_minor():
     assert not coupling_map(couplings, digit=3).any()  # another class's couplings
 
 
-def test_first_round_of_a_real_network_is_uniform(random_weights):
+def test_first_round_of_a_real_network_is_uniform(random_model):
     from capsnet.inference import Predictor, load_capsnet
 
-    predictor = Predictor(load_capsnet(random_weights))
+    predictor = Predictor(load_capsnet(random_model))
     image = np.random.default_rng(0).random((28, 28)).astype(np.float32)
     couplings = predictor.couplings(image)
     assert couplings.shape == (predictor.net.config.routings, 10, 1152)

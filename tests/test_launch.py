@@ -69,7 +69,7 @@ def test_tiny_run_finishes_and_a_second_run_on_the_device_is_refused(runs):
         runs.append(launch.launch(TINY, label="second"))
     assert wait_state(run, ("finished",), timeout=120)["final_val_accuracy"] is not None
     assert_logged_once(run, epochs=1, steps_per_epoch=4)
-    assert run.best_weights() == run.final_weights
+    assert run.best_model() == run.final_model
     assert "run directory:" in run.stdout_file.read_text()
 
 

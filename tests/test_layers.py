@@ -111,8 +111,8 @@ def test_initial_capsules_are_not_vanishingly_small(mnist):
 
 
 def test_mixed_precision_keeps_capsule_math_in_float32():
-    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
-    net = build_capsnet()
+    net = build_capsnet(precision="mixed_bfloat16")
+    assert keras.config.dtype_policy().name == "float32"  # building a model leaves the global policy alone
     assert net.eval.get_layer("conv1").compute_dtype == "bfloat16"
     for name in ("digit_capsules", "length"):
         assert net.eval.get_layer(name).compute_dtype == "float32"

@@ -39,7 +39,7 @@ def test_run_directory_and_resume(mnist, tmp_path):
     config = TrainConfig(epochs=1, batch_size=50, log_every=2)
     train(config, run.path, data=data, verbose=0)
     for path in (run.config_file, run.status_file, run.metrics_file, run.log_csv, run.log_png, run.last_checkpoint,
-                 run.best_checkpoint, run.final_weights):
+                 run.best_checkpoint, run.final_model):
         assert path.is_file(), path
     assert run.read_status()["state"] == "finished"
     assert json.loads(run.config_file.read_text())["lam_recon"] == 0.392
@@ -73,8 +73,8 @@ def test_resume_discards_records_of_an_interrupted_epoch(mnist, tmp_path):
     assert [s["global_step"] for s in run.step_records()] == list(range(1, 9))
 
 
-def test_predictor_matches_the_batch_model(random_weights, mnist):
-    net = load_capsnet(random_weights)
+def test_predictor_matches_the_batch_model(random_model, mnist):
+    net = load_capsnet(random_model)
     predictor = Predictor(net)
     image = mnist.x_test[0] / 255.0
     single = predictor.predict(image)

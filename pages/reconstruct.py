@@ -1,34 +1,37 @@
 """Reconstruct: test digits above their reconstructions, test accuracy and the confusion matrix of the active model."""
 
 import numpy as np
-import pandas as pd  # heavy imports at the top of every entry script (see capsnet.app_support)
-import plotly.graph_objects as go  # noqa: F401
+import pandas as pd
 import streamlit as st
-import tensorflow as tf  # noqa: F401
 
-from capsnet import app_support as ui
-from capsnet.explore import choose_examples, real_over_reconstruction
+from capsnet.explorer.navigation import PAGES, enter_page
 
-st.set_page_config(page_title="Reconstruct · CapsNet Explorer", page_icon="🔁", layout="wide")
+enter_page("Reconstruct", "🔁")
 st.title("Real vs. reconstructed")
-model = ui.require_model()
-digits = ui.test_digits()
+
+# After the title: these start TensorFlow.
+from capsnet.explorer import figures, picker, resources, state, views
+from capsnet.explorer.explore import choose_examples
+from capsnet.imaging import real_over_reconstruction
+
+model = picker.require_model()
+digits = resources.test_digits()
 COLUMNS = 10
 
 with st.sidebar:
     st.header("Test images")
     sizes = sorted({min(1000, len(digits.labels)), len(digits.labels)})
     size = st.selectbox("Evaluate on", sizes, format_func=lambda n: f"the first {n:,} test images",
-                        key="reconstruct.size", help="The whole MNIST test set takes about a minute on a CPU.")
-    count = st.slider("Images shown", 10, 100, 20, step=10, key="reconstruct.count")
+                        key=state.RECONSTRUCT_SIZE, help="The whole MNIST test set takes about a minute on a CPU.")
+    count = st.slider("Images shown", 10, 100, 20, step=10, key=state.RECONSTRUCT_COUNT)
     digit = st.selectbox("Class", [None, *range(10)], format_func=lambda d: "all" if d is None else str(d),
-                         key="reconstruct.class")
-    wrong_only = st.toggle("Misclassified only", key="reconstruct.wrong")
-    shuffle = st.toggle("Random draw", key="reconstruct.shuffle", help="Off: the first matching test images.")
-    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="reconstruct.seed", disabled=not shuffle,
+                         key=state.RECONSTRUCT_CLASS)
+    wrong_only = st.toggle("Misclassified only", key=state.RECONSTRUCT_WRONG)
+    shuffle = st.toggle("Random draw", key=state.RECONSTRUCT_SHUFFLE, help="Off: the first matching test images.")
+    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key=state.RECONSTRUCT_SEED, disabled=not shuffle,
                            help="The same seed draws the same images.")
 
-evaluation = ui.evaluate(*model.cache_key, size)
+evaluation = resources.evaluate(*model.cache_key, size)
 report = evaluation.report
 labels = digits.labels[:size]
 
@@ -39,7 +42,7 @@ with summary:
     accuracy = np.round(100 * np.array(report["per_class_accuracy"]), 2)
     st.dataframe(pd.DataFrame({"class": range(10), "accuracy %": accuracy}), hide_index=True, height=390)
 with matrix:
-    st.plotly_chart(ui.confusion_figure(report["confusion"]), config={"displayModeBar": False})
+    st.plotly_chart(figures.confusion_figure(report["confusion"]), config={"displayModeBar": False})
 
 positions = choose_examples(labels, evaluation.predicted, count, seed=int(seed) if shuffle else None, digit=digit,
                             misclassified=wrong_only)
@@ -49,15 +52,15 @@ if len(positions) == 0:
 
 
 def send_to_latent(position: int) -> None:
-    st.session_state[ui.LATENT_PICK] = int(position)
+    st.session_state[state.LATENT_PICK] = int(position)
 
 
 for start in range(0, len(positions), COLUMNS):
     for column, position in zip(st.columns(COLUMNS), positions[start:start + COLUMNS], strict=False):
         label, predicted = int(labels[position]), int(evaluation.predicted[position])
         mark = "" if label == predicted else " ✗"
-        ui.show_digit(real_over_reconstruction(digits.images[position], evaluation.reconstructions[position]),
-                      f"#{digits.indices[position]}: {label}→{predicted}{mark}", scale=3, where=column)
-        if column.button("Latent", key=f"reconstruct.send.{position}", help="Explore this digit's capsule",
+        strip = real_over_reconstruction(digits.images[position], evaluation.reconstructions[position], gap=1)
+        views.show_digit(strip, f"#{digits.indices[position]}: {label}→{predicted}{mark}", scale=3, where=column)
+        if column.button("Latent", key=state.reconstruct_send(position), help="Explore this digit's capsule",
                          on_click=send_to_latent, args=(position,)):
-            st.switch_page(ui.PAGES["latent"])
+            st.switch_page(PAGES["latent"])

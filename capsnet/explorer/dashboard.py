@@ -1,5 +1,5 @@
-"""What the Train page shows, computed from run directories: progress, the runs table, Plotly curves and
-reconstructions of fixed test digits. Pure functions of files and arrays, so the page stays a thin layout.
+"""What the Train page shows, computed from run directories: progress, the runs table and Plotly curves. Pure
+functions of files, so the page stays a thin layout.
 """
 
 from __future__ import annotations
@@ -8,12 +8,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from capsnet.evaluate import enlarge, to_uint8
 from capsnet.rundir import ACTIVE_STATES, RunDir
 
 # Streamlit markdown colours per state (plain words in tables: emoji need fonts a headless browser may lack).
@@ -174,21 +172,3 @@ def curve_figures(runs: list[RunDir]) -> dict[str, go.Figure]:
                                      yref="paper", font=dict(color="gray"))
     figs["lr"].update_yaxes(rangemode="tozero", exponentformat="e")
     return figs
-
-
-# --- reconstructions ------------------------------------------------------------------------------------------
-
-def one_per_class(labels: np.ndarray, classes: int = 10) -> np.ndarray:
-    """Indices of the first example of each class: fixed digits that stay the same across checkpoints."""
-    return np.array([int(np.flatnonzero(labels == c)[0]) for c in range(classes) if (labels == c).any()])
-
-
-def reconstruction_strip(images: np.ndarray, reconstructions: np.ndarray, scale: int = 3, gap: int = 2) -> np.ndarray:
-    """Originals on top, reconstructions below, as one uint8 image, enlarged `scale` times (nearest)."""
-    def row(batch: np.ndarray) -> np.ndarray:  # grey gaps: black ones would vanish into the digits' background
-        padded = [np.pad(np.clip(img, 0, 1), ((0, 0), (0, gap)), constant_values=0.5) for img in batch]
-        return np.concatenate(padded, axis=1)[:, :-gap]
-
-    top, bottom = row(images), row(reconstructions)
-    strip = np.concatenate([top, np.full((gap, top.shape[1]), 0.5), bottom], axis=0)
-    return to_uint8(enlarge(strip, scale))

@@ -1,28 +1,29 @@
 """Draw: a digit from the canvas or an image file -> the 28x28 input, every capsule's length, the reconstruction."""
 
 import numpy as np
-import pandas as pd  # noqa: F401  -- heavy imports at the top of every entry script (see capsnet.app_support)
-import plotly.graph_objects as go  # noqa: F401
 import streamlit as st
-import tensorflow as tf  # noqa: F401
 
-from capsnet import app_support as ui
-from capsnet.explore import coupling_map
-from capsnet.preprocess import UnreadableImage, from_canvas, from_upload
-from capsnet.sketchpad import sketchpad
+from capsnet.explorer.navigation import enter_page
 
-st.set_page_config(page_title="Draw · CapsNet Explorer", page_icon="✏️", layout="wide")
+enter_page("Draw", "✏️")
 st.title("Draw a digit")
-model = ui.require_model()
-IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
+
+# After the title: these start TensorFlow.
+from capsnet.explorer import figures, picker, state, views
+from capsnet.explorer.canvas import drawing_canvas
+from capsnet.explorer.explore import coupling_map
+from capsnet.preprocess import IMAGE_TYPES, UnreadableImage, from_canvas, from_upload
+
+model = picker.require_model()
 
 
 def read_input() -> tuple[np.ndarray | None, str | None]:
     """The canvas and the uploader; an uploaded image, while there is one, wins. Returns the 28x28 input (None if
     there is none) and what went wrong, if anything, for the user."""
-    pixels = sketchpad(key=ui.CANVAS)
-    st.caption("White ink on black, like MNIST: draw one digit, large, in the middle.")
-    upload = st.file_uploader("…or upload a photo or scan of a digit", type=IMAGE_TYPES, key=ui.IMAGE_UPLOAD)
+    pixels = drawing_canvas()
+    st.caption("White ink on black, like MNIST: draw one digit, large, in the middle. The toolbar under the canvas "
+               "undoes, redoes and clears.")
+    upload = st.file_uploader("…or upload a photo or scan of a digit", type=IMAGE_TYPES, key=state.IMAGE_UPLOAD)
     if upload is not None:
         st.caption("Using the uploaded image: remove it (×) to draw again.")
         try:
@@ -35,7 +36,7 @@ def read_input() -> tuple[np.ndarray | None, str | None]:
 
 # Canvas, uploader and results rerun together, and alone: a stroke does not rerun the sidebar or the page around it.
 @st.fragment
-def draw_and_predict(model: ui.ActiveModel) -> None:
+def draw_and_predict(model: picker.ActiveModel) -> None:
     left, right = st.columns([1, 1.4], gap="large")
     with left:
         image, problem = read_input()
@@ -47,24 +48,25 @@ def draw_and_predict(model: ui.ActiveModel) -> None:
                 st.info("Draw a digit on the canvas (or upload an image) to see what the capsules make of it.")
             return
         prediction = model.predictor.predict(image)
-        st.session_state[ui.DRAWING] = image  # the Latent page can start from this drawing
+        st.session_state[state.DRAWING] = image  # the Latent page can start from this drawing
         digit = prediction.digit
         st.markdown(f"## Prediction: {digit}")
         st.caption(f"capsule length {prediction.lengths[digit]:.3f} (a capsule's length is its probability)")
         columns = st.columns(3)
-        ui.show_digit(image, "what the model sees (28×28)", scale=5, where=columns[0], alt="model input")
-        ui.show_digit(prediction.reconstruction, f"reconstruction from capsule {digit}", scale=5, where=columns[1],
-                      alt="reconstruction")
-        other = st.segmented_control("Reconstruct as another class", list(range(10)), key="draw.as_class",
+        views.show_digit(image, "what the model sees (28×28)", scale=5, where=columns[0], alt="model input")
+        views.show_digit(prediction.reconstruction, f"reconstruction from capsule {digit}", scale=5,
+                         where=columns[1], alt="reconstruction")
+        other = st.segmented_control("Reconstruct as another class", list(range(10)), key=state.AS_CLASS,
                                      help="Decode the same capsules as if that class had won.")
         if other is not None:
-            ui.show_digit(model.predictor.decode(prediction.capsules, other), f"as a {other}", scale=5,
-                          where=columns[2], alt="reconstruction as another class")
-        st.plotly_chart(ui.lengths_figure(prediction.lengths, highlight=digit), config={"displayModeBar": False})
+            views.show_digit(model.predictor.decode(prediction.capsules, other), f"as a {other}", scale=5,
+                             where=columns[2], alt="reconstruction as another class")
+        st.plotly_chart(figures.lengths_figure(prediction.lengths, highlight=digit),
+                        config={"displayModeBar": False})
         show_routing(model, image, digit)
 
 
-def show_routing(model: ui.ActiveModel, image: np.ndarray, digit: int) -> None:
+def show_routing(model: picker.ActiveModel, image: np.ndarray, digit: int) -> None:
     # An expander's body runs even when collapsed; the routing pass is one compiled forward pass (~6 ms), so that is
     # cheaper than keeping its own open/closed state. Collapsed, it keeps the page short.
     with st.expander("How the capsules routed"):
@@ -74,7 +76,8 @@ def show_routing(model: ui.ActiveModel, image: np.ndarray, digit: int) -> None:
                    f"the lower capsules' predictions agree with the winner.")
         maps = coupling_map(model.predictor.couplings(image), digit)
         for round_, column in enumerate(st.columns(len(maps))):  # one colour scale for all rounds: comparable
-            figure = ui.coupling_figure(maps[round_], f"Round {round_ + 1}", float(maps.min()), float(maps.max()))
+            figure = figures.coupling_figure(maps[round_], f"Round {round_ + 1}", float(maps.min()),
+                                             float(maps.max()))
             column.plotly_chart(figure, config={"displayModeBar": False})
 
 

@@ -1,4 +1,4 @@
-"""Small pure functions behind the explorer's pages: picking examples, editing a capsule, preparing images.
+"""Small pure functions behind the explorer's pages: picking examples, editing a capsule, routing maps.
 
 They hold no Streamlit state, so the pages stay thin and these are tested like any other function.
 """
@@ -31,12 +31,9 @@ def choose_examples(labels: np.ndarray, predicted: np.ndarray, count: int, seed:
     return positions[:count]
 
 
-def real_over_reconstruction(real: np.ndarray, reconstruction: np.ndarray, gap: int = 1) -> np.ndarray:
-    """One test image above its reconstruction, separated by a thin grey line."""
-    real = np.asarray(real)
-    real = real.astype(np.float32) / 255.0 if real.dtype == np.uint8 else real.astype(np.float32)
-    line = np.full((gap, real.shape[1]), 0.5, np.float32)
-    return np.concatenate([real, line, np.asarray(reconstruction, np.float32)], axis=0)
+def one_per_class(labels: np.ndarray, classes: int = 10) -> np.ndarray:
+    """Indices of the first example of each class: fixed digits that stay the same across checkpoints."""
+    return np.array([int(np.flatnonzero(labels == c)[0]) for c in range(classes) if (labels == c).any()])
 
 
 def coupling_map(couplings: np.ndarray, digit: int, grid: int = 6) -> np.ndarray:

@@ -1,0 +1,84 @@
+"""Heavy objects behind `st.cache_resource` / `st.cache_data`: one copy per process, shared by every session.
+
+Importing this module starts TensorFlow (pages import it after showing their title) and sizes its thread pools
+first (`runtime.configure_threads`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from capsnet.explorer import runtime
+
+runtime.configure_threads()
+
+from capsnet import launch  # noqa: E402  -- after the thread pools are sized
+from capsnet.evaluate import accuracy_report, manipulation_grid, predict_all  # noqa: E402
+from capsnet.explorer.explore import one_per_class  # noqa: E402
+from capsnet.imaging import png_bytes, real_over_reconstruction, to_float  # noqa: E402
+from capsnet.inference import Predictor, load_capsnet  # noqa: E402
+from capsnet.sample import TestDigits, load_test_digits  # noqa: E402
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def load_predictor(path: str, version: float) -> Predictor:
+    """The one model-loading path (`load_capsnet`), warmed up so that the first interaction is not the slow one.
+    `version` (the file's mtime) is only a cache key: a file rewritten in place is loaded again."""
+    predictor = Predictor(load_capsnet(path))
+    predictor.warm_up()
+    runtime.freeze_heap()  # the model's objects are here to stay
+    return predictor
+
+
+@st.cache_resource(show_spinner="Loading the test digits…")
+def test_digits(dataset: str = "mnist") -> TestDigits:
+    return load_test_digits(dataset)
+
+
+@dataclass
+class Evaluation:
+    lengths: np.ndarray  # [n, classes]
+    reconstructions: np.ndarray  # [n, 28, 28]
+    capsules: np.ndarray  # [n, classes, 16]
+    report: dict  # capsnet.evaluate.accuracy_report over the first n test digits
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return np.argmax(self.lengths, axis=1)
+
+
+@st.cache_resource(max_entries=6, show_spinner="Classifying the test digits…")
+def evaluate(path: str, version: float, count: int) -> Evaluation:
+    """Batch predictions for the first `count` test digits (read-only arrays: cache_resource does not copy)."""
+    digits = test_digits()
+    net = load_predictor(path, version).net
+    lengths, reconstructions, capsules = predict_all(net, digits.images[:count])
+    return Evaluation(lengths, reconstructions, capsules, accuracy_report(lengths, digits.labels[:count]))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def manipulation(path: str, version: float, capsules: bytes, digit: int) -> tuple[np.ndarray, bytes]:
+    """The 16x11 manipulation grid of capsule `digit` (`capsules`: the [10, 16] float32 array's bytes) and its PNG."""
+    net = load_predictor(path, version).net
+    grid = manipulation_grid(net, np.frombuffer(capsules, np.float32).reshape(net.config.num_classes, -1), digit)
+    return grid, png_bytes(grid, scale=2)
+
+
+@st.cache_data(show_spinner="Looking for GPUs…")
+def devices() -> list[launch.Device]:
+    return launch.list_devices()
+
+
+@st.cache_data(max_entries=8, show_spinner="Reconstructing test digits from the latest checkpoint…")
+def run_reconstructions(path: str, version: float, dataset: str) -> tuple[np.ndarray, list[int]]:
+    """One fixed test digit of each class over its reconstruction by the model at `path` (a run's checkpoint),
+    as a uint8 strip, and the predicted classes."""
+    digits = test_digits(dataset)
+    images = to_float(digits.images[one_per_class(digits.labels)])
+    predictor = load_predictor(path, version)
+    predictions = [predictor.predict(image) for image in images]
+    strip = real_over_reconstruction(images, np.stack([p.reconstruction for p in predictions]), gap=2)
+    return png_bytes(strip, scale=3), [p.digit for p in predictions]

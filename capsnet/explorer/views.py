@@ -1,0 +1,32 @@
+"""Small display pieces the pages share: digits as crisp enlarged images, and links to other pages."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import streamlit as st
+
+from capsnet.explorer.navigation import PAGES
+from capsnet.imaging import png_bytes
+
+DISPLAY_SCALE = 8  # 28 px digits are shown at 224 px
+
+
+def show_digit(image: np.ndarray, caption: str | None = None, scale: int = DISPLAY_SCALE, where=st,
+               alt: str | None = None) -> None:
+    """A 28x28 image, enlarged with hard pixel edges. It travels inline, as a PNG data URL inside the page update:
+    a media-file URL would cost the browser one more request to the server per image, per slider move. `alt`
+    names it for screen readers and for the browser tests."""
+    url = "data:image/png;base64," + base64.b64encode(png_bytes(image, scale)).decode("ascii")
+    where.image(url, caption=caption, alt=alt or caption)
+
+
+def no_model_hint() -> None:
+    st.info("There is no usable model to explore yet: pick or upload one on the Home page, or train one.")
+    st.page_link(PAGES["home"], label="Home: choose a model", icon=":material/home:")
+    train_link()
+
+
+def train_link() -> None:
+    st.page_link(PAGES["train"], label="Train a model", icon=":material/model_training:")

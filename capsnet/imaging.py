@@ -1,0 +1,65 @@
+"""Digit images as arrays: one conversion from uint8 pixels, grids of digits, and PNG encoding.
+
+Images are float32 in [0, 1], white ink on black, [28, 28] each (MNIST's layout); a batch is [n, 28, 28].
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels (0-255) or floats already in [0, 1] -> float32 in [0, 1]."""
+    images = np.asarray(images)
+    return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def tile(images: np.ndarray, columns: int, gap: int = 0, gap_value: float = 0.5) -> np.ndarray:
+    """[n, h, w] -> one image, row by row, `columns` wide, with `gap` pixels of `gap_value` between images."""
+    n, h, w = images.shape
+    rows = -(-n // columns)
+    grid = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap), gap_value if gap else 0.0, np.float32)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        grid[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = image
+    return grid
+
+
+def real_over_reconstruction(real: np.ndarray, reconstructed: np.ndarray, columns: int = 10,
+                             gap: int = 0) -> np.ndarray:
+    """Real digits in the top rows and their reconstructions in the same places below (the paper's figure 3).
+    Takes one image ([28, 28]) or a batch; with `gap`, grey lines separate the digits (black would vanish into
+    their background)."""
+    real, reconstructed = to_float(real), to_float(reconstructed)
+    if real.ndim == 2:
+        real, reconstructed = real[None], reconstructed[None]
+    columns = min(columns, len(real))
+    top, bottom = tile(real, columns, gap), tile(reconstructed, columns, gap)
+    return np.concatenate([top, np.full((gap, top.shape[1]), 0.5, np.float32), bottom], axis=0)
+
+
+def enlarge(image: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscaling, so 28x28 digits keep crisp pixels when shown large."""
+    return np.kron(np.asarray(image, np.float32), np.ones((scale, scale), np.float32))
+
+
+def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
+    """A [h, w] image in [0, 1] as PNG bytes, optionally enlarged `scale` times."""
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(enlarge(image, scale) if scale > 1 else image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(image: np.ndarray, path: str | Path, scale: int = 1) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png_bytes(image, scale))
+    return path

@@ -1,0 +1,96 @@
+"""Latent: move through the 16 dimensions of a digit's winning capsule and watch the reconstruction follow."""
+
+import zlib
+
+import numpy as np
+import streamlit as st
+
+from capsnet.explorer.navigation import enter_page
+
+enter_page("Latent", "🎚️")
+st.title("Inside a capsule")
+
+# After the title: these start TensorFlow.
+from capsnet.evaluate import MANIPULATION_OFFSETS
+from capsnet.explorer import picker, resources, state, views
+from capsnet.explorer.explore import edit_capsule
+from capsnet.imaging import enlarge, to_float, to_uint8
+
+model = picker.require_model()
+digits = resources.test_digits()
+TEST, DRAWING = "Test image", "Last drawing"
+OFFSET_RANGE = (float(MANIPULATION_OFFSETS[0]), float(MANIPULATION_OFFSETS[-1]))  # the paper's figure 4
+
+# A digit sent from the Reconstruct page: select it in the widgets below (allowed, since they do not exist yet).
+if (sent := st.session_state.pop(state.LATENT_PICK, None)) is not None:
+    label = int(digits.labels[sent])
+    st.session_state[state.LATENT_SOURCE] = TEST
+    st.session_state[state.LATENT_CLASS] = label
+    st.session_state[state.LATENT_POSITION] = int(np.searchsorted(np.flatnonzero(digits.labels == label), sent))
+
+sources = [TEST, DRAWING] if state.DRAWING in st.session_state else [TEST]
+pick = st.columns([1.2, 1, 1, 2])
+source = pick[0].radio("Digit", sources, key=state.LATENT_SOURCE, horizontal=True)
+if source == DRAWING:
+    image = st.session_state[state.DRAWING]
+    identity, caption = f"drawing-{zlib.crc32(image.tobytes())}", "your last drawing"
+else:
+    label = pick[1].selectbox("Class", range(10), key=state.LATENT_CLASS)
+    of_class = np.flatnonzero(digits.labels == label)
+    if st.session_state.get(state.LATENT_POSITION, 0) >= len(of_class):
+        st.session_state[state.LATENT_POSITION] = 0
+    position = pick[2].number_input(f"Example (of {len(of_class)})", 0, len(of_class) - 1,
+                                    key=state.LATENT_POSITION)
+    index = of_class[position]
+    image = to_float(digits.images[index])
+    identity, caption = f"test-{index}", f"test image #{digits.indices[index]} (a {label})"
+absolute = pick[3].toggle("Absolute values", key=state.LATENT_ABSOLUTE,
+                          help=f"Off: each slider adds an offset ({OFFSET_RANGE[0]:+.2f}…{OFFSET_RANGE[1]:+.2f}, as "
+                               "in the paper). On: each slider is the dimension's value itself.")
+
+prediction = model.predictor.predict(image)
+digit = prediction.digit
+capsules = prediction.capsules
+
+
+def reset_sliders() -> None:
+    st.session_state[state.LATENT_GENERATION] = st.session_state.get(state.LATENT_GENERATION, 0) + 1
+
+
+# Only this part reruns when a slider moves: one compiled decoder call and one image.
+@st.fragment
+def sliders_and_reconstruction() -> None:
+    generation = st.session_state.get(state.LATENT_GENERATION, 0)
+    winning = capsules[digit]
+    controls, view = st.columns([2, 1], gap="large")
+    with controls:
+        st.markdown(f"**Capsule {digit}**: {len(winning)} dimensions")
+        halves = st.columns(2)
+        values = np.zeros(len(winning), np.float32)
+        for d in range(len(winning)):
+            low, high, start = (-1.0, 1.0, round(float(winning[d]), 2)) if absolute else (*OFFSET_RANGE, 0.0)
+            values[d] = halves[2 * d // len(winning)].slider(
+                f"dimension {d}", low, high, start, 0.01, key=state.latent_slider(identity, absolute, generation, d))
+        st.button("Reset sliders", on_click=reset_sliders, icon=":material/restart_alt:")
+    edited = edit_capsule(capsules, digit, values, absolute)
+    with view:
+        views.show_digit(model.predictor.decode(edited, digit), "edited reconstruction")  # alt text: the same
+        st.caption(f"edited capsule length {np.linalg.norm(edited[digit]):.3f}")
+
+
+left, right = st.columns([1, 3], gap="large")
+with left:
+    st.markdown(f"## Prediction: {digit}")
+    st.caption(f"capsule length {prediction.lengths[digit]:.3f}")
+    views.show_digit(image, caption, scale=5)
+    views.show_digit(prediction.reconstruction, "reconstruction", scale=5)
+with right:
+    sliders_and_reconstruction()
+
+st.subheader("Every dimension, one at a time")
+st.caption(f"Row d: dimension d of capsule {digit} shifted by {OFFSET_RANGE[0]:+.2f} … {OFFSET_RANGE[1]:+.2f} "
+           "(columns), everything else unchanged.")
+grid, png = resources.manipulation(*model.cache_key, np.ascontiguousarray(capsules, np.float32).tobytes(), digit)
+st.image(to_uint8(enlarge(grid, 2)), caption=f"16×{len(MANIPULATION_OFFSETS)} manipulation grid", output_format="PNG")
+st.download_button("Download the grid (PNG)", png, file_name=f"manipulate-{digit}.png", mime="image/png",
+                   on_click="ignore", icon=":material/download:")
