@@ -21,8 +21,8 @@ def read_input() -> tuple[np.ndarray | None, str | None]:
     """The canvas and the uploader; an uploaded image, while there is one, wins. Returns the 28x28 input (None if
     there is none) and what went wrong, if anything, for the user."""
     pixels = drawing_canvas()
-    st.caption("White ink on black, like MNIST: draw one digit, large, in the middle. The toolbar under the canvas "
-               "undoes, redoes and clears.")
+    st.caption("White ink on black, like MNIST: draw one digit, large, in the middle. The canvas' toolbar undoes "
+               "and redoes strokes; Clear starts again.")
     upload = st.file_uploader("…or upload a photo or scan of a digit", type=IMAGE_TYPES, key=state.IMAGE_UPLOAD)
     if upload is not None:
         st.caption("Using the uploaded image: remove it (×) to draw again.")

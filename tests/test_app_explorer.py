@@ -146,7 +146,7 @@ def test_draw_canvas_data_gives_a_prediction(app_env):
         seven[row, col - 10:col + 10, :3] = 255
     data_url = "data:image/png;base64," + base64.b64encode(png(seven)).decode()
     # What streamlit-drawable-canvas reports: Fabric.js JSON of the strokes and the pixels as a PNG data URL.
-    at.session_state[state.CANVAS] = {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": data_url}}
+    at.session_state[f"{state.CANVAS}.0"] = {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": data_url}}
     at.run()
     assert_clean(at)
     assert "Prediction:" in texts(at)

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from capsnet.explorer import dashboard
+from capsnet.explorer.explore import one_per_class
+from capsnet.imaging import real_over_reconstruction
 from capsnet.rundir import RunDir
 
 
@@ -41,9 +43,11 @@ def test_runs_table_of_a_queued_run(tmp_path):
     assert np.isnan(row["best val acc"])
 
 
-def test_reconstruction_strip_puts_originals_over_reconstructions():
-    images, recon = np.zeros((4, 28, 28)), np.ones((4, 28, 28))
-    strip = dashboard.reconstruction_strip(images, recon, scale=2, gap=2)
-    assert strip.shape == (2 * (28 + 2 + 28), 2 * (4 * 28 + 3 * 2)) and strip.dtype == np.uint8
-    assert strip[0, 0] == 0 and strip[-1, 0] == 255
-    assert dashboard.one_per_class(np.array([3, 1, 1, 0, 3])).tolist() == [3, 1, 0]  # first 0, first 1, first 3
+def test_real_over_reconstruction_puts_originals_over_reconstructions():
+    images, recon = np.zeros((4, 28, 28), np.uint8), np.ones((4, 28, 28), np.float32)
+    strip = real_over_reconstruction(images, recon, gap=2)
+    assert strip.shape == (28 + 2 + 28, 4 * 28 + 3 * 2) and strip.dtype == np.float32
+    assert strip[0, 0] == 0 and strip[-1, 0] == 1 and strip[28, 0] == 0.5 and strip[0, 28] == 0.5  # grey gaps
+    single = real_over_reconstruction(np.full((28, 28), 255, np.uint8), np.zeros((28, 28)), gap=1)
+    assert single.shape == (57, 28) and single[0, 0] == 1.0 and single[-1, 0] == 0.0  # uint8 scaled once
+    assert one_per_class(np.array([3, 1, 1, 0, 3])).tolist() == [3, 1, 0]  # first 0, first 1, first 3

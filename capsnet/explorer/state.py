@@ -8,7 +8,8 @@ MODEL_UPLOAD = "model.upload"  # Home's model-file uploader
 UPLOAD_MESSAGE = "model.upload_message"  # the outcome of the last model upload, shown once
 
 # Draw
-CANVAS = "draw.canvas"  # the drawable canvas widget
+CANVAS = "draw.canvas"  # the drawable canvas widget: CANVAS + "." + its generation (Clear starts a new one)
+CANVAS_GENERATION = "draw.canvas_generation"
 CANVAS_SAVED = "draw.canvas_saved"  # its last drawing: {"strokes": Fabric.js JSON, "pixels": RGBA array}
 CANVAS_INITIAL = "draw.canvas_initial"  # the strokes the canvas was mounted with on this visit
 IMAGE_UPLOAD = "draw.upload"  # the image uploader
