@@ -29,7 +29,6 @@ def load_predictor(path: str, version: float) -> Predictor:
     `version` (the file's mtime) is only a cache key: a file rewritten in place is loaded again."""
     predictor = Predictor(load_capsnet(path))
     predictor.warm_up()
-    runtime.freeze_heap()  # the model's objects are here to stay
     return predictor
 
 

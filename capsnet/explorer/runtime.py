@@ -7,7 +7,6 @@ inference gains nothing from more than a few threads, and contention hurts it.
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 
@@ -26,18 +25,11 @@ def configure_threads() -> None:
         pass
 
 
-def freeze_heap() -> None:
-    """Move every object alive now out of the garbage collector's sight. Over TensorFlow + Keras + a loaded model
-    (~450k objects) a full collection takes ~250 ms, and Python starts one whenever enough objects were allocated --
-    in the middle of a slider move. Frozen, it scans only what came later. Called after each model load."""
-    gc.collect()
-    gc.freeze()
-
-
 def clean_problem_modules_but_keras() -> None:
     """Streamlit's after-run cleanup (`script_runner._clean_problem_modules`) minus `keras.backend.clear_session()`,
     which empties TensorFlow's kernel cache (the next predict takes ~40 ms instead of ~9) and runs a full garbage
-    collection. Our models live for the process (st.cache_resource), so only Matplotlib's figures are closed."""
+    collection. Our models live for the process (st.cache_resource), so only Matplotlib's figures are closed. (The
+    collection Streamlit itself runs after every script run is off: `runner.postScriptGC` in .streamlit/config.toml.)"""
     if "matplotlib.pyplot" in sys.modules:
         try:
             sys.modules["matplotlib.pyplot"].close("all")
