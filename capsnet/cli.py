@@ -37,13 +37,19 @@ def digit_choice(text: str) -> str:
 
 
 def build_parser() -> Parser:
+    from capsnet.backend import BACKENDS  # light: no Keras yet
     from capsnet.config import DATASETS, PRECISIONS, TrainConfig  # light: dataclasses only
 
     d = TrainConfig()
     parser = Parser(prog="python -m capsnet", description="CapsNet (Sabour et al. 2017) on MNIST.")
     commands = parser.add_subparsers(dest="command", parser_class=Parser)
 
+    def backend_flag(p):
+        p.add_argument("--backend", choices=BACKENDS,
+                       help="Keras backend (default: $KERAS_BACKEND, else tensorflow)")
+
     def model_flags(p):
+        backend_flag(p)
         p.add_argument("-w", "--weights", help="model file: .keras, a run's .weights.h5, or the reference's .h5 "
                                                "(default: the pretrained model in assets/)")
         p.add_argument("-r", "--routings", type=positive_int, help="routing iterations (default: the model's)")
@@ -71,14 +77,17 @@ def build_parser() -> Parser:
     train.add_argument("--precision", default=d.precision, choices=PRECISIONS)
     train.add_argument("--seed", type=int, default=d.seed)
     train.add_argument("--log_every", type=positive_int, default=d.log_every, help="steps between metrics records")
-    train.add_argument("--gpus", type=int, default=None,
-                       help="GPUs to train on with tf.distribute.MirroredStrategy (default: one device)")
+    train.add_argument("--gpus", type=positive_int, default=None,
+                       help="GPUs to train on together: tf.distribute.MirroredStrategy on TensorFlow, "
+                            "keras.distribution.DataParallel on JAX (default: one device)")
+    backend_flag(train)
 
     model_flags(commands.add_parser("test", help="test accuracy and real-vs-reconstructed images"))
     model_flags(commands.add_parser("manipulate", help="16x11 latent manipulation grid of a digit capsule"))
     data = commands.add_parser("data", help="find (or fetch) the dataset and report its source")
     data.add_argument("--dataset", default=d.dataset, choices=DATASETS)
     bench = commands.add_parser("bench", help="training samples/s and inference latency, as JSON")
+    backend_flag(bench)
     bench.add_argument("--steps", type=positive_int, default=20)
     bench.add_argument("--batch_size", type=positive_int, default=100)
     bench.add_argument("--precision", default=",".join(PRECISIONS),
@@ -100,15 +109,25 @@ def cmd_data(args) -> None:
                       "test": len(data.x_test)}))
 
 
-def distribution_strategy(gpus: int | None):
-    import tensorflow as tf
+def distribution(gpus: int | None):
+    """Data parallelism over the first `gpus` GPUs, on the active backend's own engine (None: one device)."""
+    from capsnet import backend
 
-    if not gpus:
+    if not gpus or gpus == 1 and backend.name() != "tensorflow":
         return None
-    available = tf.config.list_logical_devices("GPU")
-    if gpus > len(available):
-        raise UserError(f"--gpus {gpus}: TensorFlow sees {len(available)} GPU(s)")
-    return tf.distribute.MirroredStrategy([g.name for g in available[:gpus]])
+    found = len(backend.accelerators())
+    if gpus > found:
+        raise UserError(f"--gpus {gpus}: the {backend.name()} backend sees {found} GPU(s)")
+    if backend.name() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.distribute.MirroredStrategy([g.name for g in tf.config.list_logical_devices("GPU")[:gpus]])
+    if backend.name() == "jax":
+        import jax
+        import keras
+
+        return keras.distribution.DataParallel(devices=[d for d in jax.devices() if d.platform == "gpu"][:gpus])
+    raise UserError(f"--gpus {gpus}: several GPUs need the tensorflow or jax backend")
 
 
 def cmd_train(args) -> None:
@@ -137,7 +156,7 @@ def cmd_train(args) -> None:
         config = new_config(args)
     print(f"run directory: {save_dir}", flush=True)
     net = train(config, save_dir, resume=args.resume, weights=args.weights,
-                strategy=distribution_strategy(args.gpus))
+                distribution=distribution(args.gpus))
     from capsnet.rundir import RunDir
 
     if RunDir(save_dir).read_raw_status().get("state") == "finished":
@@ -216,9 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command != "data":
-            from capsnet.backend import quiet_start
+            from capsnet import backend
 
-            quiet_start()
+            backend.select(args.backend)
+            backend.quiet_start()
         handler = {"train": cmd_train, "test": cmd_test, "manipulate": cmd_manipulate, "data": cmd_data,
                    "bench": cmd_bench}[args.command]
         handler(args)

@@ -70,8 +70,8 @@ def main() -> int:
     result: dict = {"backend": "jax", "devices": [device.label for device in devices], "ok": False}
     if gpus:
         root = Path("/tmp/capsnet-gpu-check")
-        run = launch.launch({"epochs": args.epochs, "batch_size": args.batch_size, "backend": "jax"}, label="gpu",
-                            devices=[gpus[0].key], root=root)
+        run = launch.launch({"epochs": args.epochs, "batch_size": args.batch_size}, label="gpu",
+                            devices=[gpus[0].key], root=root, backend="jax")
         print(f"launched {run.name} on {gpus[0].label}", flush=True)
         status = follow(run, args.timeout)
         epochs = RunDir(run.path).epoch_records()
@@ -84,8 +84,7 @@ def main() -> int:
             "seconds_per_epoch": seconds, "first_epoch_seconds": epochs[0]["seconds"] if epochs else None,
             "samples_per_sec": 60000 / seconds if seconds else None,
             "ok": status.get("state") == "finished" and len(accuracies) >= 2
-                  and all(b >= a - 0.002 for a, b in zip(accuracies, accuracies[1:], strict=False))
-                  and accuracies[-1] > 0.9,
+                  and accuracies[-1] > accuracies[0] and accuracies[-1] > 0.9,
         }
         if not result["ok"]:
             print(run.stdout_tail(40), flush=True)

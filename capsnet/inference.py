@@ -8,8 +8,8 @@
   to says which architecture they fit;
 - `.h5` weights of the CapsNet-Keras reference implementation (`capsnet.reference`).
 
-`Predictor` wraps a model in compiled `tf.function`s with fixed input shapes: `model.predict` spends ~35 ms per
-call on setup, these take a few milliseconds.
+`Predictor` wraps a model in functions compiled for the active backend (`capsnet.compiled`) with fixed input
+shapes: `model.predict` spends ~35 ms per call on setup, these take a few milliseconds.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 import h5py
 import keras
 import numpy as np
-import tensorflow as tf
 
 from capsnet import reference
+from capsnet.compiled import compile_function
 from capsnet.config import ModelConfig
 from capsnet.model import CapsNet
 
@@ -115,41 +115,30 @@ class Predictor:
     def __init__(self, net: CapsNet, jit_compile: bool = True):
         self.net = net
         self.num_classes = net.config.num_classes
-        height, width, channels = net.config.input_shape
+        image = (1, *net.config.input_shape)
         # XLA is ruinous for training on CPU (~30x slower) but fuses the single-image forward pass well:
-        # 3.5 ms instead of 5.6 ms per classification on the 2-core development machine.
-        self._classify = tf.function(
-            lambda image: net.eval(image, training=False), jit_compile=jit_compile,
-            input_signature=[tf.TensorSpec((1, height, width, channels), tf.float32)],
-        )
-        self._decode = tf.function(
-            lambda capsules, one_hot: net.decoder([capsules, one_hot], training=False), jit_compile=jit_compile,
-            input_signature=[tf.TensorSpec((1, self.num_classes, net.config.digit_dim), tf.float32),
-                             tf.TensorSpec((1, self.num_classes), tf.float32)],
-        )
+        # 3.5 ms instead of 5.6 ms per classification on the 2-core development machine (TensorFlow).
+        self._classify = compile_function(lambda x: net.eval(x, training=False), [image], jit_compile)
+        self._decode = compile_function(
+            lambda capsules, one_hot: net.decoder([capsules, one_hot], training=False),
+            [(1, self.num_classes, net.config.digit_dim), (1, self.num_classes)], jit_compile)
         # Eager, the routing model took ~15 ms per image; compiled like the others, ~6 ms (it runs on every stroke).
-        self._couplings = tf.function(
-            lambda image: net.routing(image, training=False), jit_compile=jit_compile,
-            input_signature=[tf.TensorSpec((1, height, width, channels), tf.float32)],
-        )
+        self._couplings = compile_function(lambda x: net.routing(x, training=False), [image], jit_compile)
 
     def predict(self, image: np.ndarray) -> Prediction:
         """`image`: [28, 28] float in [0, 1] (white digit on black, MNIST-style)."""
-        batch = np.asarray(image, np.float32).reshape((1, *self.net.config.input_shape))
-        lengths, reconstruction, capsules = self._classify(batch)
-        return Prediction(lengths.numpy()[0], capsules.numpy()[0], reconstruction.numpy()[0, ..., 0])
+        lengths, reconstruction, capsules = self._classify(self._batch(image))
+        return Prediction(lengths[0], capsules[0], reconstruction[0, ..., 0])
 
     def decode(self, capsules: np.ndarray, digit: int) -> np.ndarray:
         """Reconstruct from digit capsules [10, 16] (possibly edited), reading only capsule `digit`."""
         one_hot = np.zeros((1, self.num_classes), np.float32)
         one_hot[0, digit] = 1.0
-        image = self._decode(np.asarray(capsules, np.float32)[None], one_hot)
-        return image.numpy()[0, ..., 0]
+        return self._decode(np.asarray(capsules, np.float32)[None], one_hot)[0, ..., 0]
 
     def couplings(self, image: np.ndarray) -> np.ndarray:
         """Coupling coefficients of every routing round for one image: [routings, classes, primary capsules]."""
-        batch = np.asarray(image, np.float32).reshape((1, *self.net.config.input_shape))
-        return self._couplings(batch).numpy()[0]
+        return self._couplings(self._batch(image))[0]
 
     def warm_up(self) -> None:
         """Trace and compile every function once, so that a user's first interaction is not the slow one."""
@@ -157,3 +146,6 @@ class Predictor:
         warm = self.predict(blank)
         self.decode(warm.capsules, warm.digit)
         self.couplings(blank)
+
+    def _batch(self, image: np.ndarray) -> np.ndarray:
+        return np.asarray(image, np.float32).reshape((1, *self.net.config.input_shape))

@@ -61,21 +61,8 @@ class Device:
 
 
 # Runs in a throwaway interpreter: initialising CUDA inside the Streamlit process would reserve GPU memory
-# that the training processes need.
-GPU_PROBE = """
-import json
-import tensorflow as tf
-try:
-    from tensorflow.python.client import device_lib
-    found = [(d.physical_device_desc, d.memory_limit) for d in device_lib.list_local_devices()
-             if d.device_type == "GPU"]
-    names = [dict(p.split(": ", 1) for p in desc.split(", ") if ": " in p).get("name", "GPU") for desc, _ in found]
-    print(json.dumps([{"name": n, "memory": m} for n, (_, m) in zip(names, found)]))
-except Exception:
-    gpus = tf.config.list_physical_devices("GPU")
-    print(json.dumps([{"name": tf.config.experimental.get_device_details(g).get("device_name", "GPU"),
-                       "memory": None} for g in gpus]))
-"""
+# that the training processes need. It asks the backend the trainers will use (KERAS_BACKEND, inherited).
+GPU_PROBE = "import json; from capsnet import backend; print(json.dumps(backend.accelerators()))"
 
 
 def cpu_device() -> Device:
@@ -87,18 +74,28 @@ def nvidia_present() -> bool:
 
 
 def list_devices(timeout: float = 120.0) -> list[Device]:
-    """The GPUs TensorFlow sees (name, memory), then the CPU. Costs a TensorFlow import in a subprocess, so
-    only where an NVIDIA GPU could exist at all; cache the answer."""
+    """The GPUs the active Keras backend sees, then the CPU. Costs a backend import in a subprocess, so only where
+    an NVIDIA GPU could exist at all; cache the answer."""
     if not nvidia_present():
         return [cpu_device()]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
     try:
         result = subprocess.run([sys.executable, "-c", GPU_PROBE], capture_output=True, text=True, env=env,
                                 timeout=timeout, cwd=REPO)
-        gpus = json.loads(result.stdout.strip().splitlines()[-1])
+        names = json.loads(result.stdout.strip().splitlines()[-1])
     except (subprocess.TimeoutExpired, OSError, ValueError, IndexError):
-        gpus = []
-    return [Device(f"gpu:{i}", g["name"], g["memory"]) for i, g in enumerate(gpus)] + [cpu_device()]
+        names = []
+    return [Device(f"gpu:{i}", name, gpu_memory(i)) for i, name in enumerate(names)] + [cpu_device()]
+
+
+def gpu_memory(index: int) -> int | None:
+    """Total memory of GPU `index` in bytes, as nvidia-smi reports it (None where it cannot)."""
+    try:
+        result = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits",
+                                 f"--id={index}"], capture_output=True, text=True, timeout=20)
+        return int(result.stdout.strip()) * 2**20
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
 
 
 def devices_of(status: dict[str, Any]) -> set[str]:
@@ -167,11 +164,12 @@ def start_process(run: RunDir, argv: list[str], devices: list[str]) -> None:
 
 
 def launch(params: dict[str, Any], label: str = "", devices: list[str] | None = None,
-           root: Path | None = None, name: str | None = None) -> RunDir:
-    """Start a new run of `python -m capsnet train` with `params` on `devices` (default: CPU).
+           root: Path | None = None, name: str | None = None, backend: str | None = None) -> RunDir:
+    """Start a new run of `python -m capsnet train` with `params` on `devices` (default: CPU), on the Keras
+    `backend` (default: this process's, `KERAS_BACKEND`).
 
-    Several GPUs train together with `--gpus N` (MirroredStrategy). Raises `DeviceBusy` when an active run
-    holds one of the devices, `ValueError` for a bad run name.
+    Several GPUs train together with `--gpus N`. Raises `DeviceBusy` when an active run holds one of the devices,
+    `ValueError` for a bad run name.
     """
     root = Path(root or runs_root())
     devices = list(devices or [CPU])
@@ -185,6 +183,7 @@ def launch(params: dict[str, Any], label: str = "", devices: list[str] | None = 
             break
         run = RunDir(root / validate_run_name(f"{name}-{n}"))
     argv = [sys.executable, "-m", "capsnet", "train", "--save_dir", str(run.path), *train_args(params)]
+    argv += ["--backend", backend] if backend else []
     gpus = [d for d in devices if d != CPU]
     if len(gpus) > 1:
         argv += ["--gpus", str(len(gpus))]
@@ -232,6 +231,7 @@ def resume(run: RunDir, epochs: int | None = None) -> RunDir:
     if run.last_checkpoint.is_file():
         argv = [sys.executable, "-m", "capsnet", "train", "--resume", "--save_dir", str(run.path)]
         argv += ["--epochs", str(epochs)] if epochs else []
+        argv += ["--backend", status["backend"]] if status.get("backend") else []  # as it trained so far
         gpus = [d for d in devices if d != CPU]
         argv += ["--gpus", str(len(gpus))] if len(gpus) > 1 else []
     elif status.get("command"):

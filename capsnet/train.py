@@ -1,69 +1,31 @@
-"""Training: input pipeline, callbacks that write the run directory, checkpoints, resume and graceful stop.
+"""Training: callbacks that write the run directory, checkpoints, resume and graceful stop.
 
-`train()` is the whole recipe. Building and compiling happen inside `strategy.scope()`, so passing a
-`tf.distribute` strategy (e.g. `MirroredStrategy` for several GPUs) is all multi-device training needs.
+`train()` is the whole recipe, on any Keras backend (the input comes from `capsnet.pipeline`, in NumPy). Building and
+compiling happen inside `distribution.scope()`, so passing a `tf.distribute` strategy (`MirroredStrategy` for several
+GPUs) or a `keras.distribution` (`DataParallel` on JAX) is all multi-device training needs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import keras
-import tensorflow as tf
 
+from capsnet import backend
 from capsnet.config import TrainConfig
 from capsnet.data import Dataset, load_dataset
 from capsnet.inference import load_capsnet
 from capsnet.losses import compile_for_training, rename_logs
 from capsnet.model import CapsNet, build_capsnet, save_model
+from capsnet.pipeline import TrainingBatches, model_inputs
 from capsnet.rundir import RunDir, atomic_write_text
-
-# --- input pipeline -------------------------------------------------------------------------------------------
-
-def to_model_inputs(images, labels, num_classes: int = 10):
-    """uint8 [b, 28, 28] + int labels -> ((image, one-hot), {"length": one-hot, "reconstruction": image})."""
-    images = tf.cast(images, tf.float32)[..., None] / 255.0
-    one_hot = tf.one_hot(tf.cast(labels, tf.int32), num_classes)
-    return (images, one_hot), {"length": one_hot, "reconstruction": images}
-
-
-def make_datasets(data: Dataset, batch_size: int, shift_fraction: float, seed: int) -> tuple[tf.data.Dataset, ...]:
-    max_shift = int(shift_fraction * data.x_train.shape[1])
-    # Nearest-neighbour translation by up to `max_shift` whole pixels, zero fill: the paper's augmentation.
-    shift = keras.layers.RandomTranslation(
-        max_shift / data.x_train.shape[1], max_shift / data.x_train.shape[2],
-        fill_mode="constant", interpolation="nearest", seed=seed,
-    ) if max_shift else None
-
-    def augment(inputs, targets):
-        image, one_hot = inputs
-        if shift is not None:
-            image = shift(image, training=True)
-        return (image, one_hot), {"length": one_hot, "reconstruction": image}
-
-    train = (
-        tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
-        .shuffle(len(data.x_train), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
-        .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    test = (
-        tf.data.Dataset.from_tensor_slices((data.x_test, data.y_test))
-        .batch(batch_size)
-        .map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
-        .cache()
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    return train, test
-
 
 # --- callbacks ------------------------------------------------------------------------------------------------
 
@@ -166,15 +128,6 @@ class RunRecorder(keras.callbacks.Callback):
 
 # --- the recipe -----------------------------------------------------------------------------------------------
 
-def describe_device() -> str:
-    gpus = tf.config.list_logical_devices("GPU")
-    if gpus:
-        names = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
-                 for g in tf.config.list_physical_devices("GPU")]
-        return ", ".join(names)
-    return f"CPU ({os.cpu_count()} cores)"
-
-
 def code_version() -> str | None:
     """The git commit of the code doing the training (None outside a git checkout)."""
     try:
@@ -192,43 +145,47 @@ def restore_training_state(model: keras.Model, checkpoint: Path) -> None:
 
 
 def train(config: TrainConfig, save_dir: str | Path, resume: bool = False, weights: str | None = None,
-          strategy: tf.distribute.Strategy | None = None, data: Dataset | None = None, verbose: int = 1) -> CapsNet:
+          distribution: Any = None, data: Dataset | None = None, verbose: int = 1) -> CapsNet:
     """Train a CapsNet into `save_dir` (a run directory).
 
     With `resume`, continue from the directory's last checkpoint; `config` should then be the run's own
     (`TrainConfig.load(run.config_file)`), possibly with more epochs.
     """
     run = RunDir(save_dir)
-    strategy = strategy or tf.distribute.get_strategy()
     if resume and not run.last_checkpoint.is_file():
         raise FileNotFoundError(f"nothing to resume in {run.path}: no {run.last_checkpoint.name}")
     run.path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.config_file, config.to_json())
     previous = run.read_raw_status()
-    device = describe_device()
+    device = backend.describe_device()
     # One entry per process that worked on this run: how many sessions a long training took, and where.
-    session = {"pid": os.getpid(), "started": time.time(), "device": device, "git_commit": code_version(),
+    session = {"pid": os.getpid(), "started": time.time(), "device": device, "backend": backend.name(),
+               "git_commit": code_version(),
                "initial_epoch": run.checkpoint_state().get("epochs_completed", 0) if resume else 0}
-    run.write_status("running", pid=os.getpid(), device=device, started=previous.get("started", time.time()),
+    run.write_status("running", pid=os.getpid(), device=device, backend=backend.name(),
+                     started=previous.get("started", time.time()),
                      sessions=previous.get("sessions", []) + [session], stop_requested=False, message="")
     try:
-        net = fit(config, run, resume, weights, strategy, data, verbose)
+        net = fit(config, run, resume, weights, distribution, data, verbose)
     except BaseException as error:
         run.write_status("failed", message=f"{type(error).__name__}: {error}"[:500])
         raise
     return net
 
 
-def fit(config: TrainConfig, run: RunDir, resume: bool, weights: str | None,
-        strategy: tf.distribute.Strategy, data: Dataset | None, verbose: int) -> CapsNet:
+def fit(config: TrainConfig, run: RunDir, resume: bool, weights: str | None, distribution: Any,
+        data: Dataset | None, verbose: int) -> CapsNet:
     keras.utils.set_random_seed(config.seed)
     data = (data or load_dataset(config.dataset)).subset(config.subset)
+    num_classes = config.model.num_classes
     initial_epoch = run.checkpoint_state().get("epochs_completed", 0) if resume else 0
-    # Under a distribution strategy batch_size is the global batch, split across the replicas.
-    train_ds, test_ds = make_datasets(data, config.batch_size, config.shift_fraction, config.seed + initial_epoch)
-    steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
+    # Under a distribution batch_size is the global batch, split across the replicas.
+    batches = TrainingBatches(data.x_train, data.y_train, config.batch_size, config.shift_fraction, config.seed,
+                              first_epoch=initial_epoch, num_classes=num_classes)
+    validation = model_inputs(data.x_test, data.y_test, num_classes)
+    steps_per_epoch = len(batches)
 
-    with strategy.scope():
+    with distribution.scope() if distribution is not None else contextlib.nullcontext():
         net = build_capsnet(config.model, config.precision)
         compile_for_training(net.train, config.lr, config.lam_recon)
         if resume:
@@ -247,8 +204,8 @@ def fit(config: TrainConfig, run: RunDir, resume: bool, weights: str | None,
         callbacks.append(keras.callbacks.TensorBoard(str(run.tensorboard_dir), histogram_freq=1))
 
     if initial_epoch < config.epochs:
-        net.train.fit(train_ds, validation_data=test_ds, epochs=config.epochs, initial_epoch=initial_epoch,
-                      callbacks=callbacks, verbose=verbose, shuffle=False)
+        net.train.fit(batches, validation_data=validation, validation_batch_size=config.batch_size,
+                      epochs=config.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
     if stop.requested:
         run.write_status("stopped", message="stopped by request; resume continues from the last checkpoint")
         return net

@@ -1,0 +1,118 @@
+"""The core on another Keras backend: JAX trains where TensorFlow cannot even be imported, and a model file written
+on one backend gives the same answers on the other. (PyTorch's wheels are too large for CI: tested where present.)"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+from capsnet.config import ModelConfig
+from capsnet.inference import Predictor, load_capsnet
+from capsnet.model import build_capsnet, save_model
+
+jax = pytest.importorskip("jax", reason="the JAX backend's tests need jax (requirements-dev.txt installs it)")
+
+# A narrow network: XLA on this CPU trains the paper's one at ~4 samples/s.
+NARROW = ModelConfig(conv_filters=32, primary_channels=4, decoder_units=(64, 128))
+IMAGES = np.random.default_rng(0).random((4, 28, 28), dtype=np.float32)
+
+
+def run_on(backend: str, script: str, tmp_path, block_tensorflow: bool = False) -> dict:
+    """Run `script` in a fresh interpreter with Keras on `backend`; it prints one JSON line, returned here."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
+    if block_tensorflow:  # a `tensorflow` package that refuses to import stands first on the path
+        blocker = tmp_path / "no-tensorflow" / "tensorflow"
+        blocker.mkdir(parents=True)
+        (blocker / "__init__.py").write_text("raise ImportError('TensorFlow is not installed here')\n")
+        env["PYTHONPATH"] = os.pathsep.join([str(blocker.parent), str(REPO)])
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_training_on_jax_needs_no_tensorflow(tmp_path, mnist):
+    np.savez(tmp_path / "mnist.npz", x_train=mnist.x_train[:200], y_train=mnist.y_train[:200],
+             x_test=mnist.x_test[:100], y_test=mnist.y_test[:100])
+    report = run_on("jax", f"""
+        import json, sys
+        import numpy as np
+        from capsnet.config import ModelConfig, TrainConfig
+        from capsnet.data import Dataset
+        from capsnet.rundir import RunDir
+        from capsnet.train import train
+
+        with np.load("mnist.npz") as f:
+            data = Dataset(f["x_train"], f["y_train"], f["x_test"], f["y_test"], "test")
+        model = ModelConfig(**{NARROW.__dict__!r})
+        train(TrainConfig(epochs=2, batch_size=50, model=model), "run", data=data, verbose=0)
+        run = RunDir("run")
+        print(json.dumps({{"status": run.read_status(), "epochs": run.epoch_records(),
+                          "tensorflow": "tensorflow" in sys.modules}}))
+    """, tmp_path, block_tensorflow=True)
+    assert not report["tensorflow"]
+    assert report["status"]["state"] == "finished" and report["status"]["backend"] == "jax"
+    losses = [epoch["loss"] for epoch in report["epochs"]]
+    assert len(losses) == 2 and losses[1] < losses[0]  # it learns
+    assert (tmp_path / "run" / "trained_model.keras").is_file()
+
+
+def test_model_files_cross_backends(tmp_path):
+    """TensorFlow writes a .keras file that JAX loads, and the other way round; the Predictor's answers agree."""
+    net = build_capsnet(NARROW)
+    save_model(net, tmp_path / "from_tf.keras")
+    np.save(tmp_path / "images.npy", IMAGES)
+    report = run_on("jax", f"""
+        import json
+        import keras
+        import numpy as np
+        from capsnet.config import ModelConfig
+        from capsnet.inference import Predictor, load_capsnet
+        from capsnet.model import build_capsnet, save_model
+
+        images = np.load("images.npy")
+        def answers(net):
+            predictor = Predictor(net)
+            predictions = [predictor.predict(image) for image in images]
+            return {{"lengths": [p.lengths.tolist() for p in predictions],
+                    "reconstructions": [p.reconstruction.tolist() for p in predictions],
+                    "decoded": predictor.decode(predictions[0].capsules, 3).tolist(),
+                    "couplings": predictor.couplings(images[0]).tolist()}}
+        from_tf = answers(load_capsnet("from_tf.keras"))
+        keras.utils.set_random_seed(5)
+        jax_net = build_capsnet(ModelConfig(**{NARROW.__dict__!r}))
+        save_model(jax_net, "from_jax.keras")
+        print(json.dumps({{"backend": keras.backend.backend(), "from_tf": from_tf, "own": answers(jax_net)}}))
+    """, tmp_path)
+    assert report["backend"] == "jax"
+    jax_net_on_tf = load_capsnet(tmp_path / "from_jax.keras")
+    for seen_on_jax, net_on_tf in ((report["from_tf"], net), (report["own"], jax_net_on_tf)):
+        predictor = Predictor(net_on_tf)
+        predictions = [predictor.predict(image) for image in IMAGES]
+        np.testing.assert_allclose(seen_on_jax["lengths"], [p.lengths for p in predictions], atol=1e-4)
+        np.testing.assert_allclose(seen_on_jax["reconstructions"], [p.reconstruction for p in predictions],
+                                   atol=1e-4)
+        np.testing.assert_allclose(seen_on_jax["decoded"], predictor.decode(predictions[0].capsules, 3), atol=1e-4)
+        np.testing.assert_allclose(seen_on_jax["couplings"], predictor.couplings(IMAGES[0]), atol=1e-4)
+    assert not np.allclose(report["from_tf"]["lengths"], report["own"]["lengths"])  # two different networks
+
+
+def test_torch_backend_where_installed(tmp_path):
+    pytest.importorskip("torch", reason="PyTorch is not installed (its wheels are too large for CI)")
+    net = build_capsnet(NARROW)
+    save_model(net, tmp_path / "model.keras")
+    np.save(tmp_path / "images.npy", IMAGES)
+    report = run_on("torch", """
+        import json
+        import numpy as np
+        from capsnet.inference import Predictor, load_capsnet
+        predictor = Predictor(load_capsnet("model.keras"))
+        print(json.dumps([predictor.predict(image).lengths.tolist() for image in np.load("images.npy")]))
+    """, tmp_path)
+    expected = [Predictor(load_capsnet(tmp_path / "model.keras")).predict(image).lengths for image in IMAGES]
+    np.testing.assert_allclose(report, expected, atol=1e-4)

@@ -1,0 +1,36 @@
+"""The NumPy input pipeline: the paper's shifts, and batches that depend only on (seed, epoch)."""
+
+import numpy as np
+
+from capsnet.pipeline import TrainingBatches, random_shifts
+
+
+def test_shifts_move_whole_pixels_within_bounds_and_fill_with_black():
+    images = np.zeros((500, 28, 28), np.uint8)
+    images[:, 10:18, 12:16] = 255  # a block well inside the border: shifts never cut it
+    shifted = random_shifts(images, 2, np.random.default_rng(0))
+    assert shifted.shape == images.shape and shifted.dtype == np.uint8
+    assert (shifted.reshape(500, -1).sum(axis=1) == images[0].sum()).all()  # nothing lost, nothing invented
+    offsets = {(int(np.flatnonzero(s.any(axis=1))[0]) - 10, int(np.flatnonzero(s.any(axis=0))[0]) - 12)
+               for s in shifted}
+    assert offsets == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}  # all 25, and no others
+    white = random_shifts(np.full((200, 28, 28), 255, np.uint8), 2, np.random.default_rng(3))
+    moved = white.reshape(200, -1).min(axis=1) == 0  # what moves in is black
+    assert moved.sum() == 200 - (white.reshape(200, -1) == 255).all(axis=1).sum() and moved.mean() > 0.9
+
+
+def test_batches_depend_only_on_seed_and_epoch():
+    images = np.arange(300 * 28 * 28, dtype=np.uint64).reshape(300, 28, 28).astype(np.uint8)
+    labels = np.arange(300) % 10
+    batches = TrainingBatches(images, labels, 64, 0.1, seed=4)
+    assert len(batches) == 5
+    (x, one_hot), targets = batches[4]
+    assert x.shape == (44, 28, 28, 1) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert one_hot.shape == (44, 10) and (targets["reconstruction"] is x) and (targets["length"] is one_hot)
+    first_epoch = [batches[i][0][0] for i in range(len(batches))]
+    batches.on_epoch_end()
+    second_epoch = [batches[i][0][0] for i in range(len(batches))]
+    assert not np.array_equal(first_epoch[0], second_epoch[0])  # reshuffled
+    resumed = TrainingBatches(images, labels, 64, 0.1, seed=4, first_epoch=1)  # a run resumed at epoch 1
+    for i in range(len(resumed)):
+        np.testing.assert_array_equal(resumed[i][0][0], second_epoch[i])
