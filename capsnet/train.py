@@ -185,6 +185,8 @@ def fit(config: TrainConfig, run: RunDir, resume: bool, weights: str | None, dis
     validation = model_inputs(data.x_test, data.y_test, num_classes)
     steps_per_epoch = len(batches)
 
+    # Everything inside the scope: TensorFlow's strategies place the variables there, and JAX's distribution shards
+    # the batches of `fit` while it is the active one.
     with distribution.scope() if distribution is not None else contextlib.nullcontext():
         net = build_capsnet(config.model, config.precision)
         compile_for_training(net.train, config.lr, config.lam_recon)
@@ -194,18 +196,17 @@ def fit(config: TrainConfig, run: RunDir, resume: bool, weights: str | None, dis
         elif weights:  # start from a trained model: any file load_capsnet reads, of this architecture
             net.eval.set_weights(load_capsnet(weights).eval.get_weights())
 
-    stop = GracefulStop()
-    callbacks = [
-        keras.callbacks.LearningRateScheduler(lambda epoch: config.lr * config.lr_decay ** epoch),
-        stop,
-        RunRecorder(run, net, config, steps_per_epoch, stop),
-    ]
-    if config.debug:
-        callbacks.append(keras.callbacks.TensorBoard(str(run.tensorboard_dir), histogram_freq=1))
-
-    if initial_epoch < config.epochs:
-        net.train.fit(batches, validation_data=validation, validation_batch_size=config.batch_size,
-                      epochs=config.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+        stop = GracefulStop()
+        callbacks = [
+            keras.callbacks.LearningRateScheduler(lambda epoch: config.lr * config.lr_decay ** epoch),
+            stop,
+            RunRecorder(run, net, config, steps_per_epoch, stop),
+        ]
+        if config.debug:
+            callbacks.append(keras.callbacks.TensorBoard(str(run.tensorboard_dir), histogram_freq=1))
+        if initial_epoch < config.epochs:
+            net.train.fit(batches, validation_data=validation, validation_batch_size=config.batch_size,
+                          epochs=config.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
     if stop.requested:
         run.write_status("stopped", message="stopped by request; resume continues from the last checkpoint")
         return net

@@ -116,3 +116,33 @@ def test_torch_backend_where_installed(tmp_path):
     """, tmp_path)
     expected = [Predictor(load_capsnet(tmp_path / "model.keras")).predict(image).lengths for image in IMAGES]
     np.testing.assert_allclose(report, expected, atol=1e-4)
+
+
+def test_data_parallel_on_jax_over_two_devices(tmp_path, mnist):
+    """keras.distribution.DataParallel, the engine `--gpus N` uses on JAX, with two CPU devices standing in for two
+    GPUs: the global batch is split across them and the run trains to the end."""
+    np.savez(tmp_path / "mnist.npz", x_train=mnist.x_train[:200], y_train=mnist.y_train[:200],
+             x_test=mnist.x_test[:100], y_test=mnist.y_test[:100])
+    report = run_on("jax", f"""
+        import os
+        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+        import json
+        import jax, keras
+        import numpy as np
+        from capsnet.config import ModelConfig, TrainConfig
+        from capsnet.data import Dataset
+        from capsnet.rundir import RunDir
+        from capsnet.train import train
+
+        with np.load("mnist.npz") as f:
+            data = Dataset(f["x_train"], f["y_train"], f["x_test"], f["y_test"], "test")
+        distribution = keras.distribution.DataParallel(devices=jax.devices())
+        model = ModelConfig(**{NARROW.__dict__!r})
+        train(TrainConfig(epochs=2, batch_size=50, model=model), "run", data=data, distribution=distribution,
+              verbose=0)
+        print(json.dumps({{"devices": len(jax.devices()), "status": RunDir("run").read_status(),
+                          "epochs": RunDir("run").epoch_records()}}))
+    """, tmp_path)
+    assert report["devices"] == 2 and report["status"]["state"] == "finished"
+    losses = [epoch["loss"] for epoch in report["epochs"]]
+    assert len(losses) == 2 and losses[1] < losses[0]

@@ -25,7 +25,7 @@ full = load_dataset("mnist")
 data = Dataset(full.x_train[:400], full.y_train[:400], full.x_test[:200], full.y_test[:200], full.source)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 print("replicas", strategy.num_replicas_in_sync)
-train(TrainConfig(epochs=2, batch_size=50), sys.argv[1], data=data, strategy=strategy, verbose=0)
+train(TrainConfig(epochs=2, batch_size=50), sys.argv[1], data=data, distribution=strategy, verbose=0)
 """
 
 
