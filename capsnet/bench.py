@@ -5,14 +5,17 @@ Inputs are random tensors of MNIST's shape: speed does not depend on the pixels,
 
 from __future__ import annotations
 
+import multiprocessing
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 
 import keras
 import numpy as np
 
 from capsnet.config import ModelConfig
+from capsnet.imaging import to_float
 from capsnet.inference import Predictor
 from capsnet.losses import compile_for_training
 from capsnet.model import build_capsnet
@@ -76,6 +79,37 @@ def same_seed_accuracy(precision: str, train_images: int = 6000, test_images: in
             "seconds": round(seconds, 1)}
 
 
+def epoch_throughput(precision: str, train_images: int = 6000, test_images: int = 1000, batch_size: int = 100,
+                     seed: int = 0) -> dict:
+    """A real epoch, end to end: `train()` on the first `train_images` MNIST digits (input pipeline with shifts,
+    callbacks writing the run directory, checkpoints) and validation on `test_images` (the full run's ratio: 60,000
+    to 10,000). The second epoch is timed; the first includes tracing."""
+    from capsnet.config import TrainConfig
+    from capsnet.data import Dataset, load_dataset
+    from capsnet.rundir import RunDir
+    from capsnet.train import train
+
+    full = load_dataset("mnist")
+    data = Dataset(full.x_train[:train_images], full.y_train[:train_images], full.x_test[:test_images],
+                   full.y_test[:test_images], full.source)
+    with tempfile.TemporaryDirectory() as run_dir:
+        train(TrainConfig(epochs=2, batch_size=batch_size, precision=precision, seed=seed), run_dir, data=data,
+              verbose=0)
+        seconds = RunDir(run_dir).epoch_records()[-1]["seconds"]
+    return {"seconds": round(seconds, 2), "train_samples_per_sec": round(train_images / seconds, 1)}
+
+
+def reference_throughput(path: str) -> float:
+    """Training samples/s of the einsum yardstick (a plain float32 Keras 3 CapsNet, `../shared/bench/ref_capsnet.py`)
+    in this process, right after ours: the ratio is what the README quotes, absolute rates vary by machine."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ref_capsnet", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return float(module.main()["train_samples_per_s"])
+
+
 def initialisation_check(steps: int = 60, batch_size: int = 100) -> dict:
     """Initial digit-capsule length and accuracy after `steps` training steps, for our W init and for Glorot's."""
     from capsnet.data import load_dataset
@@ -83,7 +117,7 @@ def initialisation_check(steps: int = 60, batch_size: int = 100) -> dict:
 
     data = load_dataset("mnist")
     n = steps * batch_size
-    x = data.x_train[:n, ..., None].astype(np.float32) / 255.0
+    x = to_float(data.x_train[:n])[..., None]
     y = keras.utils.to_categorical(data.y_train[:n], 10)
     results = {}
     for name in ("normal_0.05", "glorot_uniform"):
@@ -103,8 +137,11 @@ def initialisation_check(steps: int = 60, batch_size: int = 100) -> dict:
 
 
 def run_benchmark(precisions: list[str], steps: int = 20, batch_size: int = 100, accuracy: bool = False,
-                  init: bool = False) -> dict:
-    results: dict = {"batch_size": batch_size, "steps": steps}
+                  init: bool = False, epoch: bool = False, reference: str | None = None) -> dict:
+    from capsnet import backend
+
+    results: dict = {"backend": backend.name(), "device": backend.describe_device(), "batch_size": batch_size,
+                     "steps": steps}
     if init:
         results["initialisation"] = initialisation_check()
     if accuracy:
@@ -115,5 +152,20 @@ def run_benchmark(precisions: list[str], steps: int = 20, batch_size: int = 100,
         base = results[f"train_samples_per_sec_{precisions[-1]}"]
         results[f"speedup_{precisions[0]}_over_{precisions[-1]}"] = round(
             results[f"train_samples_per_sec_{precisions[0]}"] / base, 3)
+    if epoch:
+        for precision in precisions:
+            # In a fresh process, as a training run is: after this one has built and trained several networks, an
+            # epoch here ran up to twice as slow as the same epoch alone.
+            with ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), initializer=backend.quiet_start) as pool:
+                real = pool.submit(epoch_throughput, precision, batch_size=batch_size).result()
+            results[f"real_epoch_{precision}"] = real
+            # How far a real epoch (input, callbacks, checkpoints, validation) falls behind the training steps alone.
+            results[f"real_epoch_vs_steps_{precision}"] = round(
+                real["train_samples_per_sec"] / results[f"train_samples_per_sec_{precision}"], 3)
+    if reference:
+        results["reference_train_samples_per_sec"] = round(reference_throughput(reference), 1)
+        for precision in precisions:
+            results[f"speedup_{precision}_over_reference"] = round(
+                results[f"train_samples_per_sec_{precision}"] / results["reference_train_samples_per_sec"], 3)
     results.update({k: round(v, 3) for k, v in inference_latency().items()})
     return results

@@ -63,7 +63,8 @@ def build_parser() -> Parser:
     train.add_argument("--lr", type=float, default=d.lr, help="initial learning rate")
     train.add_argument("--lr_decay", type=float, default=d.lr_decay, help="lr multiplier per epoch")
     train.add_argument("--lam_recon", type=float, default=d.lam_recon, help="weight of the reconstruction loss")
-    train.add_argument("-r", "--routings", type=positive_int, default=d.model.routings)
+    train.add_argument("-r", "--routings", type=positive_int,
+                       help=f"routing iterations (default {d.model.routings}; with -t: the model's own)")
     train.add_argument("--shift_fraction", type=float, default=d.shift_fraction, help="max shift / image size")
     train.add_argument("--debug", action="store_true", help="write TensorBoard logs into the run directory")
     train.add_argument("--save_dir", help="run directory (default: <runs>/<timestamp>-r<routings>, where <runs> is "
@@ -94,6 +95,10 @@ def build_parser() -> Parser:
                        help=f"comma-separated policies to compare (default: {','.join(PRECISIONS)})")
     bench.add_argument("--accuracy", action="store_true",
                        help="also train each policy for one epoch on 6k images (same seed) and compare test accuracy")
+    bench.add_argument("--epoch", action="store_true",
+                       help="also time a real epoch (train() on 6,000 images, validation on 1,000) per policy")
+    bench.add_argument("--reference", metavar="PATH",
+                       help="also time the einsum yardstick at PATH (../shared/bench/ref_capsnet.py) in this run")
     bench.add_argument("--init", action="store_true",
                        help="also compare W initialisations: initial capsule length, accuracy after 60 steps")
     return parser
@@ -150,10 +155,10 @@ def cmd_train(args) -> None:
         config = TrainConfig.load(save_dir / "config.json")
         config.epochs = args.epochs or config.epochs
     else:
-        save_dir = Path(args.save_dir or runs_root() / new_run_name(f"r{args.routings}"))
+        config = new_config(args)
+        save_dir = Path(args.save_dir or runs_root() / new_run_name(f"r{config.model.routings}"))
         if (save_dir / "config.json").exists():
             raise UserError(f"{save_dir} already holds a run; pass --resume to continue it or pick another --save_dir")
-        config = new_config(args)
     print(f"run directory: {save_dir}", flush=True)
     net = train(config, save_dir, resume=args.resume, weights=args.weights,
                 distribution=distribution(args.gpus))
@@ -171,7 +176,7 @@ def new_config(args):
         lr_decay=args.lr_decay,
         lam_recon=args.lam_recon, shift_fraction=args.shift_fraction, subset=args.subset,
         precision=args.precision, seed=args.seed, debug=args.debug, log_every=args.log_every,
-        model=ModelConfig(routings=args.routings),
+        model=ModelConfig(routings=args.routings or ModelConfig.routings),
     )
 
 
@@ -225,7 +230,8 @@ def cmd_bench(args) -> None:
     unknown = set(precisions) - set(PRECISIONS)
     if unknown:
         raise UserError(f"--precision: unknown policies {sorted(unknown)}")
-    print(json.dumps(run_benchmark(precisions, args.steps, args.batch_size, args.accuracy, args.init), indent=2))
+    print(json.dumps(run_benchmark(precisions, args.steps, args.batch_size, args.accuracy, args.init, args.epoch,
+                                   args.reference), indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:
