@@ -68,7 +68,9 @@ def main() -> int:
     gpus = [device for device in devices if device.key != launch.CPU]
     print("devices:", ", ".join(device.label for device in devices), flush=True)
     result: dict = {"backend": "jax", "devices": [device.label for device in devices], "ok": False}
-    if gpus:
+    if not gpus:
+        result["message"] = "no GPU: the JAX backend sees none on this machine"
+    else:
         root = Path("/tmp/capsnet-gpu-check")
         run = launch.launch({"epochs": args.epochs, "batch_size": args.batch_size}, label="gpu",
                             devices=[gpus[0].key], root=root, backend="jax")

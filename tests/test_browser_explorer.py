@@ -148,6 +148,23 @@ INKED_PIXELS_JS = "pad => pad.getContext('2d').getImageData(0, 0, pad.width, pad
                   ".filter((value, i) => i % 4 === 0 && value > 128).length"
 
 
+def clear_canvas(page, timeout: float = 30.0) -> None:
+    """The page's Clear button, then wait for the new, empty canvas it mounts (strokes drawn before it is there
+    would land on the old one)."""
+    page.get_by_role("button", name="Clear").click()
+    page.get_by_text("Draw a digit on the canvas").wait_for(timeout=timeout * 1000)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        strokes = page.locator(STROKES)
+        if strokes.count() == 1 and strokes.evaluate(INKED_PIXELS_JS) == 0:
+            break
+        page.wait_for_timeout(200)
+    else:
+        raise AssertionError("the canvas was not cleared")
+    settle(page)
+    page.wait_for_timeout(300)  # the new canvas' pointer handlers come with its first render
+
+
 def measure(page, alt: str, trigger: str, action) -> list[float]:
     """Run `action`; return the MEASURE_JS figures (ms), timed inside the page."""
     page.evaluate(MEASURE_JS, [alt, trigger])
@@ -257,9 +274,7 @@ def test_draw_a_digit_with_the_mouse(server, page, tmp_path):
     page.wait_for_function(f"() => document.querySelector('img[alt=\"model input\"]')?.src === '{restored}'")
     page.get_by_role("button", name="Redo").click()
     page.wait_for_function(f"() => document.querySelector('img[alt=\"model input\"]')?.src === '{stroked}'")
-    page.get_by_role("button", name="Clear").click()
-    page.get_by_text("Draw a digit on the canvas").wait_for(timeout=30_000)
-    page.wait_for_function(f"pad => ({INKED_PIXELS_JS})(pad) === 0", arg=strokes, timeout=30_000)
+    clear_canvas(page)
     assert page.get_by_text("Prediction:").count() == 0
     assert_no_exception(page)
 
@@ -286,8 +301,7 @@ def test_hand_drawn_digits_are_read_right_by_the_shipped_model(streamlit_app, pa
         settle(page)
         page.screenshot(path=tmp_path / f"hand-drawn-{digit}.png")
         assert page.get_by_text("Prediction:").inner_text() == f"Prediction: {digit}"
-        page.get_by_role("button", name="Clear").click()
-        page.get_by_text("Draw a digit on the canvas").wait_for(timeout=30_000)
+        clear_canvas(page)
     assert_no_exception(page)
 
 
