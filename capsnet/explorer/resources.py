@@ -1,7 +1,7 @@
 """Heavy objects behind `st.cache_resource` / `st.cache_data`: one copy per process, shared by every session.
 
 Importing this module starts TensorFlow (pages import it after showing their title) and sizes its thread pools
-first (`runtime.configure_threads`).
+(`runtime.configure_threads`), which TensorFlow allows until its first operation runs.
 """
 
 from __future__ import annotations
@@ -11,16 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
+from capsnet import launch
+from capsnet.evaluate import accuracy_report, manipulation_grid, predict_all
 from capsnet.explorer import runtime
+from capsnet.explorer.explore import one_per_class
+from capsnet.imaging import png_bytes, real_over_reconstruction, to_float
+from capsnet.inference import Predictor, load_capsnet
+from capsnet.sample import TestDigits, load_test_digits
 
 runtime.configure_threads()
-
-from capsnet import launch  # noqa: E402  -- after the thread pools are sized
-from capsnet.evaluate import accuracy_report, manipulation_grid, predict_all  # noqa: E402
-from capsnet.explorer.explore import one_per_class  # noqa: E402
-from capsnet.imaging import png_bytes, real_over_reconstruction, to_float  # noqa: E402
-from capsnet.inference import Predictor, load_capsnet  # noqa: E402
-from capsnet.sample import TestDigits, load_test_digits  # noqa: E402
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
