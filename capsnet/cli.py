@@ -81,6 +81,9 @@ def build_parser() -> Parser:
     train.add_argument("--gpus", type=positive_int, default=None,
                        help="GPUs to train on together: tf.distribute.MirroredStrategy on TensorFlow, "
                             "keras.distribution.DataParallel on JAX (default: one device)")
+    train.add_argument("--strategy", choices=("multi_worker",),
+                       help="multi_worker: train on the machines listed in $TF_CONFIG together "
+                            "(tf.distribute.MultiWorkerMirroredStrategy; each machine runs this same command)")
     backend_flag(train)
 
     model_flags(commands.add_parser("test", help="test accuracy and real-vs-reconstructed images"))
@@ -114,36 +117,23 @@ def cmd_data(args) -> None:
                       "test": len(data.x_test)}))
 
 
-def distribution(gpus: int | None):
-    """Data parallelism over the first `gpus` GPUs, on the active backend's own engine (None: one device)."""
-    from capsnet import backend
-
-    if not gpus or gpus == 1 and backend.name() != "tensorflow":
-        return None
-    found = len(backend.accelerators())
-    if gpus > found:
-        raise UserError(f"--gpus {gpus}: the {backend.name()} backend sees {found} GPU(s)")
-    if backend.name() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.distribute.MirroredStrategy([g.name for g in tf.config.list_logical_devices("GPU")[:gpus]])
-    if backend.name() == "jax":
-        import jax
-        import keras
-
-        return keras.distribution.DataParallel(devices=[d for d in jax.devices() if d.platform == "gpu"][:gpus])
-    raise UserError(f"--gpus {gpus}: several GPUs need the tensorflow or jax backend")
-
-
 def cmd_train(args) -> None:
     if args.testing:
         args.save_dir = args.save_dir or "result"
         cmd_test(args)
         cmd_manipulate(args)
         return
+    from capsnet import distribute
     from capsnet.config import TrainConfig
-    from capsnet.rundir import new_run_name, runs_root
+    from capsnet.inference import load_capsnet
+    from capsnet.rundir import RunDir, new_run_name, runs_root
     from capsnet.train import train
+
+    if args.strategy and args.gpus:
+        raise UserError("--gpus and --strategy multi_worker: a worker trains on all its visible GPUs "
+                        "(choose them with CUDA_VISIBLE_DEVICES)")
+    distribution = args.distribution if args.strategy else distribute.for_gpus(args.gpus)
+    chief = distribute.is_chief(distribution)
 
     if args.resume:
         if not args.save_dir:
@@ -157,15 +147,15 @@ def cmd_train(args) -> None:
     else:
         config = new_config(args)
         save_dir = Path(args.save_dir or runs_root() / new_run_name(f"r{config.model.routings}"))
-        if (save_dir / "config.json").exists():
+        if chief and (save_dir / "config.json").exists():
             raise UserError(f"{save_dir} already holds a run; pass --resume to continue it or pick another --save_dir")
-    print(f"run directory: {save_dir}", flush=True)
-    net = train(config, save_dir, resume=args.resume, weights=args.weights,
-                distribution=distribution(args.gpus))
-    from capsnet.rundir import RunDir
-
-    if RunDir(save_dir).read_raw_status().get("state") == "finished":
-        report_test(net, config.dataset, save_dir)
+    print(f"run directory: {save_dir}" + ("" if chief else " (written by the chief; this worker trains along)"),
+          flush=True)
+    net = train(config, save_dir, resume=args.resume, weights=args.weights, distribution=distribution)
+    run = RunDir(save_dir)
+    if chief and run.read_raw_status().get("state") == "finished":
+        # The saved model, on this process alone: a distributed one would wait for workers that have finished.
+        report_test(load_capsnet(run.final_model) if distribution else net, config.dataset, save_dir)
 
 
 def new_config(args):
@@ -244,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
             from capsnet import backend
 
             backend.select(args.backend)
+            if getattr(args, "strategy", None) == "multi_worker":
+                from capsnet import distribute
+
+                args.distribution = distribute.multi_worker()  # before TensorFlow's first op, as it must be
             backend.quiet_start()
         handler = {"train": cmd_train, "test": cmd_test, "manipulate": cmd_manipulate, "data": cmd_data,
                    "bench": cmd_bench}[args.command]

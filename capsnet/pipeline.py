@@ -8,8 +8,6 @@ resumes at, the batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 
@@ -36,29 +34,44 @@ def model_inputs(images: np.ndarray, labels: np.ndarray, num_classes: int):
 
 
 class TrainingBatches(keras.utils.PyDataset):
-    """An epoch of shuffled, shifted batches; Keras calls `on_epoch_end` between epochs."""
+    """An endless stream of shuffled, shifted batches, epoch after epoch; `fit` takes `steps_per_epoch` of them.
+
+    Batch `i` of the stream is a pure function of (seed, i): Keras may restart, prefetch or shard the stream (a
+    strategy reads a batch before training to build the model, then starts again) without changing what the model
+    sees. Every batch is full, so its shape never changes: an epoch is `len(images) // batch_size` batches of a fresh
+    permutation, and the few images left over change from epoch to epoch.
+    """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, shift_fraction: float, seed: int,
                  first_epoch: int = 0, num_classes: int = 10):
         super().__init__()
+        if len(images) == 0:
+            raise ValueError("no training images")
         self.images, self.labels = images, np.asarray(labels, np.int64)
-        self.batch_size, self.seed, self.num_classes = batch_size, seed, num_classes
+        self.batch_size = min(batch_size, len(images))
+        self.seed, self.first_epoch, self.num_classes = seed, first_epoch, num_classes
         self.max_shift = int(shift_fraction * images.shape[1])
-        self.epoch = first_epoch
-        self.start_epoch(first_epoch)
+        self.steps_per_epoch = len(images) // self.batch_size
+        self.cached_order: tuple[int, np.ndarray] = (-1, np.empty(0, np.int64))
 
-    def start_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
+    @property
+    def num_batches(self) -> None:
+        return None  # endless: Keras counts the epochs
 
-    def __len__(self) -> int:
-        return math.ceil(len(self.images) / self.batch_size)
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        cached = self.cached_order  # one (epoch, order) tuple, replaced whole: Keras may read from several threads
+        if cached[0] != epoch:
+            cached = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.images)))
+            self.cached_order = cached
+        return cached[1]
 
-    def __getitem__(self, index: int):
-        chosen = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        rng = np.random.default_rng([self.seed, self.epoch, index])  # the same shifts whichever worker asks
+    def batch(self, epoch: int, index: int):
+        """Batch `index` of `epoch` (counted from the run's start, whatever epoch this stream starts at)."""
+        chosen = self.epoch_order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+        rng = np.random.default_rng([self.seed, epoch, index])
         return model_inputs(random_shifts(self.images[chosen], self.max_shift, rng), self.labels[chosen],
                             self.num_classes)
 
-    def on_epoch_end(self) -> None:
-        self.start_epoch(self.epoch + 1)
+    def __getitem__(self, position: int):
+        epoch, index = divmod(position, self.steps_per_epoch)
+        return self.batch(self.first_epoch + epoch, index)

@@ -1,8 +1,9 @@
 """Training: callbacks that write the run directory, checkpoints, resume and graceful stop.
 
 `train()` is the whole recipe, on any Keras backend (the input comes from `capsnet.pipeline`, in NumPy). Building and
-compiling happen inside `distribution.scope()`, so passing a `tf.distribute` strategy (`MirroredStrategy` for several
-GPUs) or a `keras.distribution` (`DataParallel` on JAX) is all multi-device training needs.
+compiling happen inside `distribution.scope()`, so passing one of `capsnet.distribute`'s strategies (a `tf.distribute`
+strategy for several GPUs or machines, a `keras.distribution` on JAX) is all multi-device training needs; on a
+cluster only the chief writes the run directory.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import keras
 
-from capsnet import backend
+from capsnet import backend, distribute
 from capsnet.config import TrainConfig
 from capsnet.data import Dataset, load_dataset
 from capsnet.inference import load_capsnet
@@ -149,11 +150,16 @@ def train(config: TrainConfig, save_dir: str | Path, resume: bool = False, weigh
     """Train a CapsNet into `save_dir` (a run directory).
 
     With `resume`, continue from the directory's last checkpoint; `config` should then be the run's own
-    (`TrainConfig.load(run.config_file)`), possibly with more epochs.
+    (`TrainConfig.load(run.config_file)`), possibly with more epochs. A run stopped before its first checkpoint
+    starts over.
     """
-    run = RunDir(save_dir)
-    if resume and not run.last_checkpoint.is_file():
-        raise FileNotFoundError(f"nothing to resume in {run.path}: no {run.last_checkpoint.name}")
+    resume = resume and RunDir(save_dir).last_checkpoint.is_file()
+    with distribute.run_directory_for(distribution, save_dir) as run_path:
+        return train_into(RunDir(run_path), config, resume, weights, distribution, data, verbose)
+
+
+def train_into(run: RunDir, config: TrainConfig, resume: bool, weights: str | None, distribution: Any,
+               data: Dataset | None, verbose: int) -> CapsNet:
     run.path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.config_file, config.to_json())
     previous = run.read_raw_status()
@@ -183,16 +189,16 @@ def fit(config: TrainConfig, run: RunDir, resume: bool, weights: str | None, dis
     batches = TrainingBatches(data.x_train, data.y_train, config.batch_size, config.shift_fraction, config.seed,
                               first_epoch=initial_epoch, num_classes=num_classes)
     validation = model_inputs(data.x_test, data.y_test, num_classes)
-    steps_per_epoch = len(batches)
+    steps_per_epoch = batches.steps_per_epoch
 
     # Everything inside the scope: TensorFlow's strategies place the variables there, and JAX's distribution shards
     # the batches of `fit` while it is the active one.
     with distribution.scope() if distribution is not None else contextlib.nullcontext():
         net = build_capsnet(config.model, config.precision)
         compile_for_training(net.train, config.lr, config.lam_recon)
+        run.truncate_metrics(initial_epoch)  # what a stopped or killed process logged after its checkpoint
         if resume:
             restore_training_state(net.train, run.last_checkpoint)
-            run.truncate_metrics(initial_epoch)
         elif weights:  # start from a trained model: any file load_capsnet reads, of this architecture
             net.eval.set_weights(load_capsnet(weights).eval.get_weights())
 
@@ -205,8 +211,9 @@ def fit(config: TrainConfig, run: RunDir, resume: bool, weights: str | None, dis
         if config.debug:
             callbacks.append(keras.callbacks.TensorBoard(str(run.tensorboard_dir), histogram_freq=1))
         if initial_epoch < config.epochs:
-            net.train.fit(batches, validation_data=validation, validation_batch_size=config.batch_size,
-                          epochs=config.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+            net.train.fit(batches, steps_per_epoch=steps_per_epoch, validation_data=validation,
+                          validation_batch_size=config.batch_size, epochs=config.epochs,
+                          initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
     if stop.requested:
         run.write_status("stopped", message="stopped by request; resume continues from the last checkpoint")
         return net
