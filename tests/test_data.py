@@ -22,11 +22,12 @@ def tiny_arrays(n_train=12, n_test=5, seed=0):
 
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
-    """Empty data dir and Keras cache, and no download: only what a test puts there can be found."""
+    """Empty data dir, Keras cache and system datasets, and no download: only what a test puts there can be found."""
     data_dir, keras_home = tmp_path / "data", tmp_path / "keras"
     data_dir.mkdir()
     monkeypatch.setenv("CAPSNET_DATA", str(data_dir))
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    monkeypatch.setenv("CAPSNET_SYSTEM_DATASETS", str(tmp_path / "usr-share-datasets"))
     return data_dir, keras_home / "datasets"
 
 
@@ -68,6 +69,17 @@ def test_fashion_mnist_idx_in_keras_cache(isolated):
     found = load_dataset("fashion_mnist", allow_download=False)
     assert_same(found, arrays)
     assert "Keras cache" in found.source
+
+
+def test_fashion_mnist_from_debians_package(isolated, monkeypatch):
+    """The real package (`apt-get install dataset-fashion-mnist`, as CI does): its four gzipped IDX files."""
+    monkeypatch.delenv("CAPSNET_SYSTEM_DATASETS")
+    found = load_dataset("fashion_mnist", allow_download=False)
+    assert found.source == "Debian package /usr/share/datasets/fashion-mnist (IDX files)"
+    assert found.x_train.shape == (60000, 28, 28) and found.x_test.shape == (10000, 28, 28)
+    assert np.bincount(found.y_test).tolist() == [1000] * 10  # Fashion-MNIST's balanced test set
+    # Not MNIST: Fashion-MNIST's images are far less sparse (clothes fill the frame; digits are thin strokes).
+    assert (found.x_test > 0).mean() > 0.4
 
 
 def test_keras_cache_npz(isolated):
