@@ -47,8 +47,8 @@ def real_over_reconstruction(real: np.ndarray, reconstructed: np.ndarray, column
 
 
 def enlarge(image: np.ndarray, scale: int) -> np.ndarray:
-    """Nearest-neighbour upscaling, so 28x28 digits keep crisp pixels when shown large."""
-    return np.kron(np.asarray(image, np.float32), np.ones((scale, scale), np.float32))
+    """Nearest-neighbour upscaling ([h, w] or [h, w, channels]), so 28x28 digits keep crisp pixels when shown large."""
+    return np.repeat(np.repeat(np.asarray(image, np.float32), scale, axis=0), scale, axis=1)
 
 
 def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:

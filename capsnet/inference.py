@@ -109,6 +109,21 @@ class Prediction:
         return int(np.argmax(self.lengths))
 
 
+@dataclass
+class RoutingTrace:
+    """What routing did for one image, from the model's own routing pass."""
+
+    primary: np.ndarray  # [1152, 8] primary capsules u_i
+    predictions: np.ndarray  # [classes, 1152, 16] their votes u_hat j|i for every class
+    couplings: np.ndarray  # [routings, classes, 1152] coupling coefficients c_ij of each round
+    capsules: np.ndarray  # [routings, classes, 16] digit capsules v_j after each round
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """[routings, classes]: the class probabilities after each round."""
+        return np.linalg.norm(self.capsules, axis=-1)
+
+
 class Predictor:
     """Compiled single-image inference over a loaded CapsNet."""
 
@@ -123,7 +138,7 @@ class Predictor:
             lambda capsules, one_hot: net.decoder([capsules, one_hot], training=False),
             [(1, self.num_classes, net.config.digit_dim), (1, self.num_classes)], jit_compile)
         # Eager, the routing model took ~15 ms per image; compiled like the others, ~6 ms (it runs on every stroke).
-        self._couplings = compile_function(lambda x: net.routing(x, training=False), [image], jit_compile)
+        self._route = compile_function(lambda x: net.routing(x, training=False), [image], jit_compile)
 
     def predict(self, image: np.ndarray) -> Prediction:
         """`image`: [28, 28] float in [0, 1] (white digit on black, MNIST-style)."""
@@ -138,7 +153,11 @@ class Predictor:
 
     def couplings(self, image: np.ndarray) -> np.ndarray:
         """Coupling coefficients of every routing round for one image: [routings, classes, primary capsules]."""
-        return self._couplings(self._batch(image))[0]
+        return self.route(image).couplings
+
+    def route(self, image: np.ndarray) -> RoutingTrace:
+        """Routing-by-agreement for one image, round by round (see `RoutingTrace`)."""
+        return RoutingTrace(**{name: value[0] for name, value in self._route(self._batch(image)).items()})
 
     def warm_up(self) -> None:
         """Trace and compile every function once, so that a user's first interaction is not the slow one."""

@@ -73,8 +73,8 @@ class DigitCapsule(keras.layers.Layer):
     Routing then runs `routings` rounds of: couplings c = softmax over the output capsules of the logits b;
     s_j = sum_i c_ij u_hat[j|i]; v_j = squash(s_j); b_ij += u_hat[j|i] . v_j.
 
-    Inputs: [batch, num_inputs, input_dim]. Output: [batch, num_capsules, capsule_dim], and with
-    `return_couplings=True` also the coupling coefficients of every round, [batch, routings, num_capsules, num_inputs].
+    Inputs: [batch, num_inputs, input_dim]. Output: [batch, num_capsules, capsule_dim], or with `return_trace=True`
+    every round's couplings and outputs (what the explorer's Routing page shows).
     """
 
     def __init__(self, num_capsules: int = 10, capsule_dim: int = 16, routings: int = 3, init_stddev: float = 0.05,
@@ -100,14 +100,17 @@ class DigitCapsule(keras.layers.Layer):
             initializer=keras.initializers.RandomNormal(stddev=self.init_stddev),
         )
 
-    def call(self, inputs, return_couplings: bool = False):
+    def call(self, inputs, return_trace: bool = False):
+        """The output capsules [b, j, d]; with `return_trace`, routing round by round instead: the predictions
+        u_hat [b, j, i, d], the couplings of each round [b, routings, j, i] and the output capsules after each round
+        [b, routings, j, d] (the last round's are the layer's output)."""
         # One batched contraction for all predictions: [b, i, k] x [j, i, d, k] -> [b, j, i, d].
         predictions = ops.einsum("bik,jidk->bjid", inputs, self.W)
         # Routing decides *how* predictions are combined; like the reference implementation, gradients flow only
         # through the final weighted sum, not back through the agreement updates of earlier rounds.
         frozen_predictions = ops.stop_gradient(predictions)
         logits = ops.zeros_like(predictions[..., 0])  # [b, j, i]
-        couplings_per_round = []
+        couplings_per_round, outputs_per_round = [], []
         for round_index in range(self.routings):
             couplings = ops.softmax(logits, axis=1)  # over output capsules j
             couplings_per_round.append(couplings)
@@ -116,8 +119,9 @@ class DigitCapsule(keras.layers.Layer):
             else:
                 outputs = squash(ops.einsum("bji,bjid->bjd", couplings, frozen_predictions))
                 logits = logits + ops.einsum("bjd,bjid->bji", outputs, frozen_predictions)
-        if return_couplings:
-            return outputs, ops.stack(couplings_per_round, axis=1)
+            outputs_per_round.append(outputs)
+        if return_trace:
+            return predictions, ops.stack(couplings_per_round, axis=1), ops.stack(outputs_per_round, axis=1)
         return outputs
 
     def get_config(self):

@@ -6,7 +6,10 @@
 - `eval`: image -> (capsule lengths, reconstruction, capsules); the decoder sees the longest capsule. Calling the
   CapsNet itself is calling `eval`.
 - `decoder`: (digit capsules [10, 16], class one-hot) -> image; used to manipulate the latent code.
-- `routing`: image -> coupling coefficients of every routing round, [batch, routings, classes, primary capsules].
+- `routing`: image -> routing-by-agreement, round by round, as a dict: the primary capsules `primary` [batch, 1152,
+  8], their predictions for every class `predictions` [batch, classes, 1152, 16], the coupling coefficients of every
+  round `couplings` [batch, routings, classes, 1152] and the digit capsules after every round `capsules`
+  [batch, routings, classes, 16].
 
 Saved with `net.save("model.keras")`, a file holds the `ModelConfig` (its `get_config`) and the weights, so
 `keras.saving.load_model(path, safe_mode=True)` rebuilds the same network with nothing else to go on.
@@ -115,8 +118,9 @@ def _build_views(config: ModelConfig) -> tuple[keras.Model, keras.Model, keras.M
                              config.primary_strides, name="primary_capsules")(features)
     digit_layer = DigitCapsule(config.num_classes, config.digit_dim, config.routings,
                                init_stddev=config.w_init_stddev, name="digit_capsules")
-    # One call gives both outputs: Keras cannot build a model from a second call of the layer with other kwargs.
-    capsules, couplings = digit_layer(primary, return_couplings=True)
+    # One call gives every output: Keras cannot build a model from a second call of the layer with other kwargs.
+    predictions, couplings, capsules_per_round = digit_layer(primary, return_trace=True)
+    capsules = layers.Identity(name="capsules", dtype="float32")(capsules_per_round[:, -1])  # after the last round
     lengths = Length(name="length")(capsules)
 
     decoder = build_decoder(config)
@@ -131,5 +135,6 @@ def _build_views(config: ModelConfig) -> tuple[keras.Model, keras.Model, keras.M
     class_input = keras.Input((config.num_classes,), name="class_one_hot")
     decoder_model = keras.Model([capsule_input, class_input], decoder(mask([capsule_input, class_input])),
                                 name="capsnet_decoder")
-    routing_model = keras.Model(image, couplings, name="capsnet_routing")
+    routing_model = keras.Model(image, {"primary": primary, "predictions": predictions, "couplings": couplings,
+                                        "capsules": capsules_per_round}, name="capsnet_routing")
     return train_model, eval_model, decoder_model, routing_model

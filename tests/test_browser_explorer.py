@@ -27,9 +27,10 @@ from conftest import CHROMIUM_FLAGS, REPO, StreamlitServer
 pytestmark = pytest.mark.browser
 
 # Every page by its URL (st.navigation in app.py), and its title.
-PAGES = {"/": "CapsNet Explorer", "/draw": "Draw a digit", "/reconstruct": "Real vs. reconstructed",
+PAGES = {"/": "CapsNet Explorer", "/draw": "Draw a digit", "/routing": "Routing by agreement",
+         "/reconstruct": "Real vs. reconstructed",
          "/latent": "Inside a capsule", "/train": "Train"}
-NAVIGATION = ["Home", "Draw", "Reconstruct", "Latent", "Train"]  # the sidebar's page links, in order
+NAVIGATION = ["Home", "Draw", "Routing", "Reconstruct", "Latent", "Train"]  # the sidebar's page links, in order
 TIMINGS: dict[str, object] = {}
 # streamlit-drawable-canvas' Fabric.js canvases (Playwright's CSS sees into the component's shadow root): the upper one
 # takes the pointer, the lower one holds the strokes.

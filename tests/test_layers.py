@@ -41,9 +41,14 @@ def test_layer_shapes():
     features = keras.layers.Conv2D(256, 9, activation="relu")(images)
     primary = PrimaryCapsule()(features)
     assert tuple(primary.shape) == (3, 1152, 8)
-    digits, couplings = DigitCapsule(routings=3)(primary, return_couplings=True)
+    layer = DigitCapsule(routings=3)
+    digits = layer(primary)
     assert tuple(digits.shape) == (3, 10, 16)
+    predictions, couplings, rounds = layer(primary, return_trace=True)
+    assert tuple(predictions.shape) == (3, 10, 1152, 16)
     assert tuple(couplings.shape) == (3, 3, 10, 1152)
+    assert tuple(rounds.shape) == (3, 3, 10, 16)
+    np.testing.assert_allclose(ops.convert_to_numpy(rounds[:, -1]), ops.convert_to_numpy(digits), atol=1e-6)
     assert tuple(Length()(digits).shape) == (3, 10)
     assert tuple(Mask()(digits).shape) == (3, 160)
 
@@ -51,7 +56,7 @@ def test_layer_shapes():
 @pytest.mark.parametrize("routings", [1, 3])
 def test_coupling_coefficients_sum_to_one_over_output_capsules(routings):
     primary = squash(np.random.default_rng(1).normal(size=(4, 1152, 8)).astype(np.float32))
-    _, couplings = DigitCapsule(routings=routings)(primary, return_couplings=True)
+    _, couplings, _ = DigitCapsule(routings=routings)(primary, return_trace=True)
     couplings = ops.convert_to_numpy(couplings)
     np.testing.assert_allclose(couplings.sum(axis=2), 1.0, atol=1e-5)
     # The first round is uniform; later rounds move away from it as agreement accumulates.
@@ -160,5 +165,5 @@ def test_decoder_reads_only_the_selected_capsule():
 
 def test_routing_model_exposes_couplings():
     net = build_capsnet()
-    couplings = net.routing(np.zeros((2, 28, 28, 1), np.float32))
+    couplings = net.routing(np.zeros((2, 28, 28, 1), np.float32))["couplings"]
     assert tuple(couplings.shape) == (2, 3, 10, 1152)

@@ -30,7 +30,7 @@ def test_a_keras_file_carries_its_architecture(one_routing):
     assert config["registered_name"] == "capsnet>CapsNet" and config["config"]["config"]["routings"] == 1
     loaded = load_capsnet(path)
     assert isinstance(loaded, CapsNet) and loaded.config == ModelConfig(routings=1)
-    assert tuple(loaded.routing(IMAGES).shape) == (3, 1, 10, 1152)  # it routes once, as trained
+    assert tuple(loaded.routing(IMAGES)["couplings"].shape) == (3, 1, 10, 1152)  # it routes once, as trained
     assert loaded.eval.get_layer("conv1").compute_dtype == "float32"  # inference in float32 whatever the training
     for ours, theirs in zip(loaded.eval(IMAGES), net.eval(IMAGES), strict=True):  # bf16 compute in the original
         np.testing.assert_allclose(ops.convert_to_numpy(ours), ops.convert_to_numpy(theirs), atol=0.02)
@@ -50,7 +50,7 @@ def test_loading_leaves_the_global_dtype_policy_alone(one_routing):
 def test_routings_can_be_overridden_with_the_same_weights(one_routing):
     net, path = one_routing
     three = load_capsnet(path, routings=3)
-    assert three.config.routings == 3 and tuple(three.routing(IMAGES).shape) == (3, 3, 10, 1152)
+    assert three.config.routings == 3 and tuple(three.routing(IMAGES)["couplings"].shape) == (3, 3, 10, 1152)
     np.testing.assert_array_equal(three.eval.get_layer("digit_capsules").get_weights()[0],
                                   net.eval.get_layer("digit_capsules").get_weights()[0])
     assert Predictor(three).predict(IMAGES[0, ..., 0]).lengths.shape == (10,)

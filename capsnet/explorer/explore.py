@@ -45,3 +45,57 @@ def coupling_map(couplings: np.ndarray, digit: int, grid: int = 6) -> np.ndarray
     to_digit = np.asarray(couplings, np.float32)[:, digit, :]
     routings, capsules = to_digit.shape
     return to_digit.reshape(routings, grid, grid, capsules // (grid * grid)).mean(axis=-1)
+
+
+# --- the Routing page -----------------------------------------------------------------------------------------------
+
+def capsule_position(index: int, types: int, grid: int = 6) -> tuple[int, int, int]:
+    """Primary capsule `index` -> (row, column, type): the layout `coupling_map` describes."""
+    position, capsule_type = divmod(int(index), types)
+    row, column = divmod(position, grid)
+    return row, column, capsule_type
+
+
+def receptive_field(row: int, column: int, conv_kernel: int = 9, primary_kernel: int = 9,
+                    primary_strides: int = 2) -> tuple[int, int, int]:
+    """The input pixels a primary capsule at (row, column) sees: (top, left, size) of a square. Its convolution
+    reads `primary_kernel` conv1 outputs from `primary_strides * row`, and each of those reads `conv_kernel` pixels."""
+    return primary_strides * row, primary_strides * column, primary_kernel + conv_kernel - 1
+
+
+def contributions(predictions: np.ndarray, couplings: np.ndarray, digit: int) -> np.ndarray:
+    """[primary capsules]: what each primary capsule sends to capsule `digit` in a round, c_ij * |u_hat j|i|."""
+    return np.asarray(couplings)[digit] * np.linalg.norm(np.asarray(predictions)[digit], axis=-1)
+
+
+def vote_projection(predictions: np.ndarray, couplings: np.ndarray, digit: int) -> tuple[np.ndarray, np.ndarray]:
+    """The votes u_hat j|i of every primary capsule for capsule `digit`, projected on their two principal
+    components, and their coupling-weighted mean (where routing puts the capsule before squashing it, divided by
+    the total coupling), projected the same way: ([primary capsules, 2], [2])."""
+    votes = np.asarray(predictions, np.float64)[digit]
+    weights = np.asarray(couplings, np.float64)[digit]
+    centre = votes.mean(axis=0)
+    _, _, axes = np.linalg.svd(votes - centre, full_matrices=False)
+    components = axes[:2].T  # [16, 2]
+    agreed = weights @ votes / weights.sum()
+    return ((votes - centre) @ components).astype(np.float32), ((agreed - centre) @ components).astype(np.float32)
+
+
+def sender_heatmap(sent: np.ndarray, types: int, image_size: int = 28, grid: int = 6, conv_kernel: int = 9,
+                   primary_kernel: int = 9, primary_strides: int = 2) -> np.ndarray:
+    """[image_size, image_size]: each primary capsule's contribution `sent` spread over its receptive field and
+    summed, scaled to [0, 1]: where in the input the winning capsule's votes come from."""
+    heat = np.zeros((image_size, image_size), np.float64)
+    per_position = np.asarray(sent, np.float64).reshape(grid, grid, types).sum(axis=-1)
+    for row in range(grid):
+        for column in range(grid):
+            top, left, size = receptive_field(row, column, conv_kernel, primary_kernel, primary_strides)
+            heat[top:top + size, left:left + size] += per_position[row, column] / size ** 2
+    return (heat / heat.max() if heat.max() > 0 else heat).astype(np.float32)
+
+
+def heat_overlay(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """A grey digit [h, w] with `heat` [h, w] in [0, 1] laid over it in red: [h, w, 3] in [0, 1]."""
+    grey = 0.75 * np.asarray(image, np.float32)
+    heat = np.asarray(heat, np.float32)
+    return np.stack([np.clip(grey + heat, 0, 1), grey * (1 - heat), grey * (1 - heat)], axis=-1)

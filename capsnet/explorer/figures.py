@@ -39,3 +39,57 @@ def confusion_figure(confusion: list[list[int]]) -> go.Figure:
                          xaxis=dict(title="predicted", type="category"),
                          yaxis=dict(title="true", type="category", autorange="reversed"))
     return figure
+
+
+# --- the Routing page -----------------------------------------------------------------------------------------------
+
+def class_couplings_figure(maps: np.ndarray, highlight: int, zmax: float) -> go.Figure:
+    """One round's coupling to every class capsule, [classes, 6, 6] (mean over capsule types), side by side on one
+    colour scale from 0 to `zmax`: where each class draws its input from."""
+    classes, rows, cols = maps.shape
+    gap = np.full((rows, 1), np.nan)
+    z = np.concatenate([part for c in range(classes) for part in ((maps[c], gap) if c < classes - 1 else (maps[c],))],
+                       axis=1)
+    figure = go.Figure(go.Heatmap(z=z, colorscale="Blues", zmin=0.0, zmax=zmax, hoverongaps=False,
+                                  colorbar=dict(title="coupling", thickness=10),
+                                  hovertemplate="row %{y}: mean coupling %{z:.3f}<extra></extra>"))
+    ticks = [c * (cols + 1) + (cols - 1) / 2 for c in range(classes)]
+    figure.update_layout(height=200, margin=dict(l=10, r=10, t=10, b=30),
+                         xaxis=dict(tickvals=ticks, ticktext=[f"<b>{c}</b>" if c == highlight else str(c)
+                                                              for c in range(classes)], showgrid=False),
+                         yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"))
+    return figure
+
+
+def rounds_figure(lengths: np.ndarray, current: int, highlight: int) -> go.Figure:
+    """Every class capsule's length after each routing round, [routings, classes]: agreement sharpening the decision."""
+    rounds = np.arange(1, len(lengths) + 1)
+    figure = go.Figure()
+    for c in range(lengths.shape[1]):
+        figure.add_trace(go.Scatter(x=rounds, y=lengths[:, c], mode="lines+markers", name=str(c),
+                                    line=dict(width=4 if c == highlight else 1.5,
+                                              color="#ff4b4b" if c == highlight else "#9bb7d4"),
+                                    hovertemplate=f"capsule {c}, round %{{x}}: length %{{y:.3f}}<extra></extra>"))
+    figure.add_vline(x=current, line_dash="dot", line_color="gray")
+    figure.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), title="Capsule lengths, round by round",
+                         showlegend=False, yaxis=dict(range=[0, 1], title="length"),
+                         xaxis=dict(title="routing round", tickvals=list(rounds)))
+    return figure
+
+
+def votes_figure(points: np.ndarray, agreed: np.ndarray, couplings: np.ndarray, digit: int) -> go.Figure:
+    """The primary capsules' votes for capsule `digit` on their first two principal components, each sized and
+    coloured by its coupling in the chosen round, and the coupling-weighted mean routing settles on."""
+    scale = couplings / max(float(couplings.max()), 1e-9)
+    figure = go.Figure(go.Scattergl(
+        x=points[:, 0], y=points[:, 1], mode="markers", name="votes",
+        marker=dict(size=3 + 12 * scale, color=couplings, colorscale="Blues", showscale=True,
+                    colorbar=dict(title="coupling", thickness=10), line=dict(width=0)),
+        customdata=couplings, hovertemplate="coupling %{customdata:.3f}<extra></extra>"))
+    figure.add_trace(go.Scatter(x=[agreed[0]], y=[agreed[1]], mode="markers", name=f"capsule {digit}",
+                                marker=dict(symbol="x", size=16, color="#ff4b4b", line=dict(width=2)),
+                                hovertemplate=f"capsule {digit}: the coupling-weighted mean vote<extra></extra>"))
+    figure.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
+                         title=f"Votes for capsule {digit} (principal components 1 and 2)",
+                         xaxis=dict(title="PC 1", zeroline=False), yaxis=dict(title="PC 2", zeroline=False))
+    return figure

@@ -32,6 +32,13 @@ LATENT_POSITION = "latent.position"  # which test image of that class, counting 
 LATENT_ABSOLUTE = "latent.absolute"  # sliders hold absolute capsule values instead of offsets
 LATENT_GENERATION = "latent.generation"  # bumped on reset / new digit: slider keys change, so they start afresh
 
+# Routing
+ROUTING_SOURCE = "routing.source"  # "Test digit", "Last drawing" or "Upload"
+ROUTING_CLASS = "routing.class"
+ROUTING_POSITION = "routing.position"  # which test digit of that class, counting from 0
+ROUTING_UPLOAD = "routing.upload"
+ROUTING_ROUND = "routing.round"  # the routing round shown, 1 … routings
+
 # Train
 TRAIN_WATCHED = "train.watched"  # the run the live view follows
 TRAIN_OVERLAY = "train.overlay"  # other runs whose curves are drawn with it

@@ -1,0 +1,126 @@
+"""Routing: how routing-by-agreement reaches a decision, round by round, for one digit."""
+
+import numpy as np
+import streamlit as st
+
+from capsnet.explorer.navigation import enter_page
+
+enter_page("Routing", "🔀")
+st.title("Routing by agreement")
+
+# After the title: these start TensorFlow.
+from capsnet.explorer import explore, figures, picker, resources, state, views
+from capsnet.imaging import to_float
+from capsnet.preprocess import IMAGE_TYPES, from_upload
+
+model = picker.require_model()
+config = model.predictor.net.config
+digits = resources.test_digits()
+TEST, DRAWING, UPLOAD = "Test digit", "Last drawing", "Upload"
+TOP_SENDERS = 10
+
+st.caption("Every primary capsule (6×6 positions × 32 types) votes for every class capsule with its own matrix. "
+           "Routing starts by splitting each vote evenly over the 10 classes, then, round after round, sends more of "
+           "it to the classes whose output agrees with it: the couplings below. Step through the rounds.")
+
+
+def choose_image() -> tuple[np.ndarray | None, str]:
+    """The digit to route, from the widgets at the top of the page, and its caption."""
+    sources = [TEST, DRAWING, UPLOAD] if state.DRAWING in st.session_state else [TEST, UPLOAD]
+    pick = st.columns([1.6, 1, 1])
+    source = pick[0].radio("Digit", sources, key=state.ROUTING_SOURCE, horizontal=True)
+    if source == DRAWING:
+        return st.session_state[state.DRAWING], "your last drawing"
+    if source == UPLOAD:
+        upload = st.file_uploader("A photo or scan of one digit", type=IMAGE_TYPES, key=state.ROUTING_UPLOAD)
+        if upload is None:
+            return None, ""
+        try:
+            image = from_upload(upload.getvalue())
+        except ValueError as error:  # the preprocessing's own errors: unreadable, blank
+            st.warning(f"Could not use {upload.name}: {error}.")
+            return None, ""
+        if image is None:
+            st.warning(f"No digit found in {upload.name}: it looks blank.")
+        return image, upload.name
+    label = pick[1].selectbox("Class", range(10), key=state.ROUTING_CLASS)
+    of_class = np.flatnonzero(digits.labels == label)
+    if st.session_state.get(state.ROUTING_POSITION, 0) >= len(of_class):
+        st.session_state[state.ROUTING_POSITION] = 0
+    position = pick[2].number_input(f"Example (of {len(of_class)})", 0, len(of_class) - 1,
+                                    key=state.ROUTING_POSITION)
+    index = of_class[position]
+    return to_float(digits.images[index]), f"test image #{digits.indices[index]} (a {label})"
+
+
+image, caption = choose_image()
+if image is None:
+    st.stop()
+
+trace = model.predictor.route(image)
+routings = len(trace.couplings)
+winner = int(np.argmax(trace.lengths[-1]))
+if routings > 1:
+    round_ = st.select_slider("Routing round", options=list(range(1, routings + 1)), value=routings,
+                              key=state.ROUTING_ROUND, help="The couplings used in that round, and the class "
+                              "capsules they produce.")
+else:
+    round_ = 1
+    st.info("This model routes once: the couplings stay uniform, so there is no agreement to watch. "
+            "A model trained with 3 routings shows it.")
+couplings = trace.couplings[round_ - 1]
+lengths = trace.lengths[round_ - 1]
+leader = int(np.argmax(lengths))
+
+left, middle, right = st.columns([1, 1.3, 1.3], gap="large")
+with left:
+    st.markdown(f"## Round {round_}: {leader}")
+    st.caption(f"capsule {leader} is the longest after round {round_} of {routings} "
+               f"(length {lengths[leader]:.3f}); the final prediction is {winner}.")
+    views.show_digit(image, caption, scale=5, alt="routed input")
+with middle:
+    st.plotly_chart(figures.lengths_figure(lengths, highlight=leader), config={"displayModeBar": False},
+                    key="routing.lengths")
+with right:
+    st.plotly_chart(figures.rounds_figure(trace.lengths, round_, winner), config={"displayModeBar": False},
+                    key="routing.rounds")
+
+st.subheader(f"Couplings in round {round_}")
+st.caption("For each class capsule (0 … 9), how much of their vote the primary capsules at each of the 6×6 positions "
+           "send to it, averaged over the 32 capsule types. Each position's couplings over the 10 classes sum to 1: "
+           "round 1 is 0.1 everywhere.")
+maps = np.stack([explore.coupling_map(trace.couplings, c) for c in range(config.num_classes)], axis=1)  # [r, j, 6, 6]
+st.plotly_chart(figures.class_couplings_figure(maps[round_ - 1], winner, float(maps.max())),
+                config={"displayModeBar": False}, key="routing.couplings")
+
+votes_column, senders_column = st.columns([1.4, 1], gap="large")
+with votes_column:
+    st.subheader("The votes")
+    points, agreed = explore.vote_projection(trace.predictions, couplings, winner)
+    st.plotly_chart(figures.votes_figure(points, agreed, couplings[winner], winner),
+                    config={"displayModeBar": False}, key="routing.votes")
+    st.caption(f"Each point is one primary capsule's prediction û for capsule {winner}, 16-D, shown on its two "
+               f"principal components; larger and darker points are coupled more strongly to {winner} in round "
+               f"{round_}. The cross is their coupling-weighted mean, the direction of capsule {winner}'s output.")
+with senders_column:
+    st.subheader("Where the votes come from")
+    sent = explore.contributions(trace.predictions, couplings, winner)
+    heat = explore.sender_heatmap(sent, config.primary_channels, config.input_shape[0],
+                                  conv_kernel=config.conv_kernel, primary_kernel=config.primary_kernel,
+                                  primary_strides=config.primary_strides)
+    views.show_digit(explore.heat_overlay(image, heat), f"what capsule {winner} receives, by input region",
+                     scale=7, alt="sender overlay")
+    top = np.argsort(sent)[::-1][:TOP_SENDERS]
+    rows = []
+    for index in top:
+        row, column, kind = explore.capsule_position(index, config.primary_channels)
+        top_px, left_px, size = explore.receptive_field(row, column, config.conv_kernel, config.primary_kernel,
+                                                        config.primary_strides)
+        rows.append({"capsule": int(index), "position": f"({row}, {column})", "type": kind,
+                     "coupling": float(couplings[winner, index]), "sent": float(sent[index]),
+                     "pixels": f"rows {top_px}–{top_px + size - 1}, cols {left_px}–{left_px + size - 1}"})
+    st.dataframe(rows, hide_index=True, column_config={
+        "coupling": st.column_config.NumberColumn(format="%.3f"),
+        "sent": st.column_config.NumberColumn(format="%.3f", help="coupling × length of the vote")})
+    st.caption(f"Red: each primary capsule's share of capsule {winner}'s input (coupling × length of its vote) "
+               "spread over the 17×17 pixels it sees.")
