@@ -25,7 +25,7 @@ from capsnet.rundir import RunDir
 from capsnet.sample import load_sample
 
 TIMEOUT = 240  # the first Reconstruct run classifies 1,000 test digits on a CPU that may be training
-EXPLORER_PAGES = [PAGES["draw"], PAGES["routing"], PAGES["reconstruct"], PAGES["latent"]]
+EXPLORER_PAGES = [PAGES["draw"], PAGES["routing"], PAGES["robustness"], PAGES["reconstruct"], PAGES["latent"]]
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,8 @@ def test_every_page_renders(app_env, page):
         assert "Draw a digit on the canvas" in at.info[0].value  # an empty canvas is a hint, not an error
     elif page == PAGES["routing"]:
         assert at.select_slider[0].value == 3 and len(at.get("plotly_chart")) == 4  # last round shown first
+    elif page == PAGES["robustness"]:
+        assert len(at.slider) == 5 and "Prediction:" in texts(at)
     elif page == PAGES["reconstruct"]:
         assert at.metric[0].label.startswith("Test accuracy on 1,000")
         assert len([i for i in at.get("image") if "→" in i.captions[0]]) == 20

@@ -28,9 +28,10 @@ pytestmark = pytest.mark.browser
 
 # Every page by its URL (st.navigation in app.py), and its title.
 PAGES = {"/": "CapsNet Explorer", "/draw": "Draw a digit", "/routing": "Routing by agreement",
-         "/reconstruct": "Real vs. reconstructed",
+         "/robustness": "Robustness to viewpoint", "/reconstruct": "Real vs. reconstructed",
          "/latent": "Inside a capsule", "/train": "Train"}
-NAVIGATION = ["Home", "Draw", "Routing", "Reconstruct", "Latent", "Train"]  # the sidebar's page links, in order
+# the sidebar's page links, in order
+NAVIGATION = ["Home", "Draw", "Routing", "Robustness", "Reconstruct", "Latent", "Train"]
 TIMINGS: dict[str, object] = {}
 # streamlit-drawable-canvas' Fabric.js canvases (Playwright's CSS sees into the component's shadow root): the upper one
 # takes the pointer, the lower one holds the strokes.

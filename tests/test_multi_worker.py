@@ -53,7 +53,7 @@ def train_two_workers(args: list[str], env: dict) -> list[str]:
     processes = [train([*args, "--strategy", "multi_worker"], {**env, "TF_CONFIG": json.dumps(
         {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}) for index in range(2)]
     outputs = [p.communicate(timeout=600)[0] for p in processes]
-    for process, output in zip(processes, outputs):
+    for process, output in zip(processes, outputs, strict=True):
         assert process.returncode == 0, output[-3000:]
     return outputs
 

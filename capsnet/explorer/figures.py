@@ -93,3 +93,28 @@ def votes_figure(points: np.ndarray, agreed: np.ndarray, couplings: np.ndarray, 
                          title=f"Votes for capsule {digit} (principal components 1 and 2)",
                          xaxis=dict(title="PC 1", zeroline=False), yaxis=dict(title="PC 2", zeroline=False))
     return figure
+
+
+# --- the Robustness page --------------------------------------------------------------------------------------------
+
+def sweeps_figure(sweeps: dict[str, dict[str, dict]]) -> go.Figure:
+    """Test accuracy against each transformation: `sweeps` = {model label: capsnet.affine.accuracy_sweeps(...)},
+    one panel per transformation, one line per model."""
+    from plotly.subplots import make_subplots
+
+    names = list(next(iter(sweeps.values())))
+    figure = make_subplots(rows=1, cols=len(names), shared_yaxes=True, horizontal_spacing=0.03,
+                           subplot_titles=[name.capitalize() for name in names])
+    colours = ["#ff4b4b", "#1f77b4", "#2ca02c", "#9467bd"]
+    for m, (label, sweep) in enumerate(sweeps.items()):
+        for c, name in enumerate(names):
+            unit = sweep[name]["unit"]
+            figure.add_trace(go.Scatter(
+                x=sweep[name]["values"], y=sweep[name]["accuracy"], mode="lines+markers", name=label,
+                legendgroup=label, showlegend=c == 0, line=dict(color=colours[m % len(colours)]),
+                hovertemplate=f"{label}<br>{name} %{{x:g}} {unit}: accuracy %{{y:.1%}}<extra></extra>"), 1, c + 1)
+            figure.update_xaxes(title_text=unit, row=1, col=c + 1)
+    figure.update_yaxes(range=[0, 1.02], tickformat=".0%", row=1, col=1, title_text="test accuracy")
+    figure.update_layout(height=330, margin=dict(l=10, r=10, t=40, b=10),
+                         legend=dict(orientation="h", y=-0.25))
+    return figure

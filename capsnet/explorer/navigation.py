@@ -17,7 +17,8 @@ import streamlit as st
 
 # The page files, relative to app.py: st.page_link and st.switch_page take these paths. url_path is the page's URL.
 PAGES = {"home": "pages/home.py", "draw": "pages/draw.py", "routing": "pages/routing.py",
-         "reconstruct": "pages/reconstruct.py", "latent": "pages/latent.py", "train": "pages/train.py"}
+         "robustness": "pages/robustness.py", "reconstruct": "pages/reconstruct.py", "latent": "pages/latent.py",
+         "train": "pages/train.py"}
 
 # Set while app.py's navigation runs a page: a page run without it was started by the file-based mode.
 _ROUTED: ContextVar[bool] = ContextVar("capsnet_routed", default=False)
@@ -29,6 +30,7 @@ def navigation_pages() -> list[st.Page]:
         st.Page(PAGES["home"], title="Home", icon=":material/home:", default=True),
         st.Page(PAGES["draw"], title="Draw", icon=":material/draw:", url_path="draw"),
         st.Page(PAGES["routing"], title="Routing", icon=":material/hub:", url_path="routing"),
+        st.Page(PAGES["robustness"], title="Robustness", icon=":material/rotate_right:", url_path="robustness"),
         st.Page(PAGES["reconstruct"], title="Reconstruct", icon=":material/compare:", url_path="reconstruct"),
         st.Page(PAGES["latent"], title="Latent", icon=":material/tune:", url_path="latent"),
         st.Page(PAGES["train"], title="Train", icon=":material/model_training:", url_path="train"),

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from capsnet import launch
+from capsnet import affine, launch
 from capsnet.evaluate import accuracy_report, manipulation_grid, predict_all
 from capsnet.explorer import runtime
 from capsnet.explorer.explore import one_per_class
-from capsnet.imaging import png_bytes, real_over_reconstruction, to_float
+from capsnet.imaging import png_bytes, real_over_reconstruction, to_float, to_uint8
 from capsnet.inference import Predictor, load_capsnet
 from capsnet.sample import TestDigits, load_test_digits
 
@@ -80,3 +80,16 @@ def run_reconstructions(path: str, version: float, dataset: str) -> tuple[np.nda
     predictions = [predictor.predict(image) for image in images]
     strip = real_over_reconstruction(images, np.stack([p.reconstruction for p in predictions]), gap=2)
     return png_bytes(strip, scale=3), [p.digit for p in predictions]
+
+
+SWEEP_DIGITS = 1000  # test digits per point of the Robustness page's sweeps
+
+
+@st.cache_data(max_entries=8, show_spinner="Measuring accuracy under rotation, scale, shear and translation "
+                                            "(once per model: about a minute)…")
+def affine_sweeps(path: str, version: float, count: int) -> dict[str, dict]:
+    """`capsnet.affine.accuracy_sweeps` of the model at `path` on the first `count` test digits."""
+    digits = test_digits()
+    net = load_predictor(path, version).net
+    return affine.accuracy_sweeps(lambda batch: predict_all(net, to_uint8(batch))[0], digits.images[:count],
+                                  digits.labels[:count])

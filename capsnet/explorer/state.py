@@ -39,6 +39,13 @@ ROUTING_POSITION = "routing.position"  # which test digit of that class, countin
 ROUTING_UPLOAD = "routing.upload"
 ROUTING_ROUND = "routing.round"  # the routing round shown, 1 … routings
 
+# Robustness
+ROBUST_SOURCE = "robustness.source"  # "Test digit" or "Last drawing"
+ROBUST_CLASS = "robustness.class"
+ROBUST_POSITION = "robustness.position"
+ROBUST_TRANSFORM = "robustness.transform."  # prefix of the sliders: + an `affine.Affine` field name
+ROBUST_MEASURED = "robustness.measured"  # keys of the models whose sweeps this session asked for
+
 # Train
 TRAIN_WATCHED = "train.watched"  # the run the live view follows
 TRAIN_OVERLAY = "train.overlay"  # other runs whose curves are drawn with it

@@ -1,0 +1,45 @@
+"""The Robustness page: its sliders transform the digit and the prediction follows; the sweeps are drawn."""
+
+import json
+
+import pytest
+from test_app_explorer import assert_clean, open_app
+
+from capsnet.explorer import resources, state
+from capsnet.explorer.navigation import PAGES
+
+
+@pytest.fixture
+def shipped_model_app(monkeypatch, tmp_path):
+    monkeypatch.delenv("CAPSNET_WEIGHTS", raising=False)  # the shipped model: predictions worth following
+    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(resources, "SWEEP_DIGITS", 40)  # the page's sweeps on 40 digits: seconds, not minutes
+
+
+def heading(at) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("## Prediction"))
+
+
+def test_sliders_move_the_digit_and_the_prediction_follows(shipped_model_app):
+    at = open_app(PAGES["robustness"])
+    assert_clean(at)
+    at.selectbox(key=state.ROBUST_CLASS).set_value(6).run()
+    assert heading(at) == "## Prediction: 6"
+    untouched = {i.captions[0]: i.value[0] for i in at.get("image") if i.captions}
+    at.slider(key=state.ROBUST_TRANSFORM + "rotation").set_value(180 / 2).run()
+    at.slider(key=state.ROBUST_TRANSFORM + "scale").set_value(1.0).run()
+    assert_clean(at)
+    turned = {i.captions[0]: i.value[0] for i in at.get("image") if i.captions}
+    assert turned["transformed: what the model sees"] != untouched["transformed: what the model sees"]
+    assert [c for c in at.caption if "rotation 90" in c.value]
+    at.button[0].click().run()  # reset
+    assert at.slider(key=state.ROBUST_TRANSFORM + "rotation").value == 0.0
+    assert heading(at) == "## Prediction: 6"
+    assert len(at.get("plotly_chart")) == 1  # the sweeps wait for the user to ask: they take a minute
+    at.button[1].click().run()
+    assert_clean(at)
+    sweeps = json.loads([c for c in at.get("plotly_chart")][-1].proto.spec)
+    lines = [t for t in sweeps["data"] if t.get("mode") == "lines+markers"]
+    assert len(lines) == 4 and all(0 <= y <= 1 for t in lines for y in t["y"])  # one per transformation
+    rotation = lines[0]
+    assert max(rotation["y"]) > 0.9 > min(rotation["y"])  # upright it reads them; at ±60° far fewer
