@@ -29,6 +29,10 @@ if (sent := st.session_state.pop(state.LATENT_PICK, None)) is not None:
     st.session_state[state.LATENT_POSITION] = int(np.searchsorted(np.flatnonzero(digits.labels == label), sent))
 
 sources = [TEST, DRAWING] if state.DRAWING in st.session_state else [TEST]
+SHARED = [state.LATENT_SOURCE, state.LATENT_CLASS, state.LATENT_POSITION, state.LATENT_ABSOLUTE]
+state.from_url([*SHARED, state.LATENT_LINKED], {
+    state.LATENT_SOURCE: lambda v: v in sources, state.LATENT_CLASS: lambda v: 0 <= v < 10,
+    state.LATENT_POSITION: lambda v: v >= 0})
 pick = st.columns([1.2, 1, 1, 2])
 source = pick[0].radio("Digit", sources, key=state.LATENT_SOURCE, horizontal=True)
 if source == DRAWING:
@@ -48,9 +52,22 @@ absolute = pick[3].toggle("Absolute values", key=state.LATENT_ABSOLUTE,
                           help=f"Off: each slider adds an offset ({OFFSET_RANGE[0]:+.2f}…{OFFSET_RANGE[1]:+.2f}, as "
                                "in the paper). On: each slider is the dimension's value itself.")
 
+state.to_url(SHARED, {state.LATENT_SOURCE: TEST, state.LATENT_CLASS: 0, state.LATENT_POSITION: 0,
+                     state.LATENT_ABSOLUTE: False})
 prediction = model.predictor.predict(image)
 digit = prediction.digit
 capsules = prediction.capsules
+
+
+def linked_values(count: int) -> np.ndarray | None:
+    """The slider values a link carried (`dims=`), once: None when there are none, or not `count` numbers."""
+    text = st.session_state.get(state.LATENT_LINKED)
+    st.session_state[state.LATENT_LINKED] = ""  # applied: later runs, and a reset, start from the capsule
+    try:
+        values = np.array([float(v) for v in text.split(",")], np.float32) if text else None
+    except ValueError:
+        return None
+    return values if values is not None and len(values) == count and np.isfinite(values).all() else None
 
 
 def reset_sliders() -> None:
@@ -67,11 +84,16 @@ def sliders_and_reconstruction() -> None:
         st.markdown(f"**Capsule {digit}**: {len(winning)} dimensions")
         halves = st.columns(2)
         values = np.zeros(len(winning), np.float32)
-        for d in range(len(winning)):
-            low, high, start = (-1.0, 1.0, round(float(winning[d]), 2)) if absolute else (*OFFSET_RANGE, 0.0)
-            values[d] = halves[2 * d // len(winning)].slider(
-                f"dimension {d}", low, high, start, 0.01, key=state.latent_slider(identity, absolute, generation, d))
+        starts = np.round(winning, 2) if absolute else np.zeros(len(winning))
+        keys = [state.latent_slider(identity, absolute, generation, d) for d in range(len(winning))]
+        linked = linked_values(len(winning))  # a link's slider values, applied once
+        for d, key in enumerate(keys):
+            low, high = (-1.0, 1.0) if absolute else OFFSET_RANGE
+            st.session_state.setdefault(key, float(np.clip(linked[d] if linked is not None else starts[d], low, high)))
+            values[d] = halves[2 * d // len(winning)].slider(f"dimension {d}", low, high, step=0.01, key=key)
         st.button("Reset sliders", on_click=reset_sliders, icon=":material/restart_alt:")
+    moved = not np.allclose(values, starts, atol=1e-6)
+    state.set_url(state.LATENT_LINKED, ",".join(f"{v:g}" for v in values) if moved else None)
     edited = edit_capsule(capsules, digit, values, absolute)
     with view:
         views.show_digit(model.predictor.decode(edited, digit), "edited reconstruction")  # alt text: the same

@@ -18,18 +18,28 @@ model = picker.require_model()
 digits = resources.test_digits()
 COLUMNS = 10
 
+SHARED = [state.RECONSTRUCT_SIZE, state.RECONSTRUCT_COUNT, state.RECONSTRUCT_CLASS, state.RECONSTRUCT_WRONG,
+          state.RECONSTRUCT_SHUFFLE, state.RECONSTRUCT_SEED]
+sizes = sorted({min(1000, len(digits.labels)), len(digits.labels)})
+DEFAULTS = {state.RECONSTRUCT_SIZE: sizes[0], state.RECONSTRUCT_COUNT: 20, state.RECONSTRUCT_CLASS: None,
+            state.RECONSTRUCT_WRONG: False, state.RECONSTRUCT_SHUFFLE: False, state.RECONSTRUCT_SEED: 0}
+state.from_url(SHARED, {state.RECONSTRUCT_SIZE: lambda v: v in sizes, state.RECONSTRUCT_COUNT: lambda v: 10 <= v <= 100,
+                        state.RECONSTRUCT_CLASS: lambda v: 0 <= v < 10, state.RECONSTRUCT_SEED: lambda v: v >= 0})
+for key, value in DEFAULTS.items():
+    st.session_state.setdefault(key, value)
+
 with st.sidebar:
     st.header("Test images")
-    sizes = sorted({min(1000, len(digits.labels)), len(digits.labels)})
     size = st.selectbox("Evaluate on", sizes, format_func=lambda n: f"the first {n:,} test images",
                         key=state.RECONSTRUCT_SIZE, help="The whole MNIST test set takes about a minute on a CPU.")
-    count = st.slider("Images shown", 10, 100, 20, step=10, key=state.RECONSTRUCT_COUNT)
+    count = st.slider("Images shown", 10, 100, step=10, key=state.RECONSTRUCT_COUNT)
     digit = st.selectbox("Class", [None, *range(10)], format_func=lambda d: "all" if d is None else str(d),
                          key=state.RECONSTRUCT_CLASS)
     wrong_only = st.toggle("Misclassified only", key=state.RECONSTRUCT_WRONG)
     shuffle = st.toggle("Random draw", key=state.RECONSTRUCT_SHUFFLE, help="Off: the first matching test images.")
-    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key=state.RECONSTRUCT_SEED, disabled=not shuffle,
+    seed = st.number_input("Seed", 0, 2**31 - 1, key=state.RECONSTRUCT_SEED, disabled=not shuffle,
                            help="The same seed draws the same images.")
+state.to_url(SHARED, DEFAULTS)
 
 evaluation = resources.evaluate(*model.cache_key, size)
 report = evaluation.report

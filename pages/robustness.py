@@ -32,8 +32,16 @@ st.caption("The paper's claim: capsules encode pose, so a CapsNet trained on dig
            "the models' accuracy under each transformation below.")
 
 
+TRANSFORM_KEYS = [state.ROBUST_TRANSFORM + name for name in SLIDERS]
+SHARED = [state.ROBUST_SOURCE, state.ROBUST_CLASS, state.ROBUST_POSITION, *TRANSFORM_KEYS]
+
+
 def choose_image() -> tuple[np.ndarray, str]:
     sources = [TEST, DRAWING] if state.DRAWING in st.session_state else [TEST]
+    within = {state.ROBUST_TRANSFORM + name: (lambda v, low=low, high=high: low <= v <= high)
+              for name, (_, low, high, _, _) in SLIDERS.items()}
+    state.from_url(SHARED, {state.ROBUST_SOURCE: lambda v: v in sources, state.ROBUST_CLASS: lambda v: 0 <= v < 10,
+                            state.ROBUST_POSITION: lambda v: v >= 0, **within})
     pick = st.columns([1.2, 1, 1])
     if pick[0].radio("Digit", sources, key=state.ROBUST_SOURCE, horizontal=True) == DRAWING:
         return st.session_state[state.DRAWING], "your last drawing"
@@ -60,10 +68,13 @@ image, caption = choose_image()
 def transform_and_predict() -> None:
     controls, view = st.columns([1, 2], gap="large")
     with controls:
-        values = {name: st.slider(label, low, high, float(getattr(Affine(), name)), step, format=fmt,
-                                  key=state.ROBUST_TRANSFORM + name)
+        for name in SLIDERS:
+            st.session_state.setdefault(state.ROBUST_TRANSFORM + name, float(getattr(Affine(), name)))
+        values = {name: st.slider(label, low, high, step=step, format=fmt, key=state.ROBUST_TRANSFORM + name)
                   for name, (label, low, high, step, fmt) in SLIDERS.items()}
         st.button("Reset", on_click=reset, icon=":material/restart_alt:")
+    state.to_url(SHARED, {state.ROBUST_SOURCE: TEST, state.ROBUST_CLASS: 0, state.ROBUST_POSITION: 0,
+                          **{state.ROBUST_TRANSFORM + name: float(getattr(Affine(), name)) for name in SLIDERS}})
     affine = Affine(**values)
     moved = transform(image, affine)
     prediction = model.predictor.predict(moved)

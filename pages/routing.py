@@ -24,9 +24,14 @@ st.caption("Every primary capsule (6×6 positions × 32 types) votes for every c
            "it to the classes whose output agrees with it: the couplings below. Step through the rounds.")
 
 
+SHARED = [state.ROUTING_SOURCE, state.ROUTING_CLASS, state.ROUTING_POSITION, state.ROUTING_ROUND]
+
+
 def choose_image() -> tuple[np.ndarray | None, str]:
     """The digit to route, from the widgets at the top of the page, and its caption."""
     sources = [TEST, DRAWING, UPLOAD] if state.DRAWING in st.session_state else [TEST, UPLOAD]
+    state.from_url(SHARED, {state.ROUTING_SOURCE: lambda v: v in sources, state.ROUTING_CLASS: lambda v: 0 <= v < 10,
+                            state.ROUTING_POSITION: lambda v: v >= 0})
     pick = st.columns([1.6, 1, 1])
     source = pick[0].radio("Digit", sources, key=state.ROUTING_SOURCE, horizontal=True)
     if source == DRAWING:
@@ -61,13 +66,16 @@ trace = model.predictor.route(image)
 routings = len(trace.couplings)
 winner = int(np.argmax(trace.lengths[-1]))
 if routings > 1:
-    round_ = st.select_slider("Routing round", options=list(range(1, routings + 1)), value=routings,
-                              key=state.ROUTING_ROUND, help="The couplings used in that round, and the class "
-                              "capsules they produce.")
+    if st.session_state.get(state.ROUTING_ROUND) not in range(1, routings + 1):
+        st.session_state[state.ROUTING_ROUND] = routings  # the last round first (also for a model with fewer)
+    round_ = st.select_slider("Routing round", options=list(range(1, routings + 1)), key=state.ROUTING_ROUND,
+                              help="The couplings used in that round, and the class capsules they produce.")
 else:
     round_ = 1
     st.info("This model routes once: the couplings stay uniform, so there is no agreement to watch. "
             "A model trained with 3 routings shows it.")
+state.to_url(SHARED, {state.ROUTING_SOURCE: TEST, state.ROUTING_CLASS: 0, state.ROUTING_POSITION: 0,
+                     state.ROUTING_ROUND: routings})
 couplings = trace.couplings[round_ - 1]
 lengths = trace.lengths[round_ - 1]
 leader = int(np.argmax(lengths))

@@ -247,3 +247,50 @@ def test_catalog_reads_the_shipped_model_card(app_env, random_model, monkeypatch
     assert_clean(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Test accuracy"] == "99.63%" and metrics["Trained"] == "2026-11-25"
+
+
+# --- shareable state: a page's choices are in its URL, and opening that URL in a new session reproduces them -------
+
+def open_link(page: str, parameters: dict[str, str]) -> AppTest:
+    """A new session whose first request is `page` with these query parameters, as a shared link opens."""
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update(parameters)
+    return at.switch_page(page).run()
+
+
+def test_latent_link_carries_the_digit_and_the_sliders(app_env):
+    dims = ["0"] * 16
+    dims[2] = "0.25"
+    at = open_link(PAGES["latent"], {"class": "4", "example": "1", "dims": ",".join(dims)})
+    assert_clean(at)
+    assert at.selectbox(key=state.LATENT_CLASS).value == 4 and at.number_input[0].value == 1
+    assert [s.value for s in at.slider][:3] == [0.0, 0.0, 0.25]
+    assert at.query_params["class"] == "4" and at.query_params["dims"].split(",")[2] == "0.25"
+    at.button[0].click().run()  # reset: the sliders go back to the capsule, and the link no longer moves them
+    assert all(s.value == 0.0 for s in at.slider) and "dims" not in at.query_params
+    broken = open_link(PAGES["latent"], {"dims": "1,2,three", "class": "eleven"})
+    assert_clean(broken)
+    assert all(s.value == 0.0 for s in broken.slider) and broken.selectbox(key=state.LATENT_CLASS).value == 0
+
+
+def test_reconstruct_link_carries_the_filters(app_env):
+    at = open_link(PAGES["reconstruct"], {"class": "3", "shown": "30", "wrong": "false", "shuffle": "true",
+                                          "seed": "7"})
+    assert_clean(at)
+    assert at.selectbox(key=state.RECONSTRUCT_CLASS).value == 3 and at.slider[0].value == 30
+    assert at.toggle(key=state.RECONSTRUCT_SHUFFLE).value and at.number_input[0].value == 7
+    at.slider[0].set_value(40).run()
+    assert at.query_params["shown"] == "40" and at.query_params["class"] == "3"
+
+
+def test_the_model_is_in_the_link(app_env, one_routing_model, monkeypatch):
+    uploads = app_env / "uploads"
+    uploads.mkdir(exist_ok=True)
+    (uploads / "other.keras").write_bytes(one_routing_model.read_bytes())
+    keys = [choice.key for choice in catalog.available_models()]
+    assert len(keys) >= 2
+    at = open_link(PAGES["routing"], {"model": keys[-1]})
+    assert_clean(at)
+    assert at.selectbox(key=state.MODEL_PICKER).value == keys[-1] and at.query_params["model"] == keys[-1]
+    plain = open_link(PAGES["routing"], {"model": "no such model"})
+    assert plain.selectbox(key=state.MODEL_PICKER).value == keys[0] and "model" not in plain.query_params

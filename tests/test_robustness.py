@@ -43,3 +43,28 @@ def test_sliders_move_the_digit_and_the_prediction_follows(shipped_model_app):
     assert len(lines) == 4 and all(0 <= y <= 1 for t in lines for y in t["y"])  # one per transformation
     rotation = lines[0]
     assert max(rotation["y"]) > 0.9 > min(rotation["y"])  # upright it reads them; at ±60° far fewer
+
+
+def test_a_link_reproduces_the_pages_choices(shipped_model_app):
+    from streamlit.testing.v1 import AppTest
+    from test_app_explorer import REPO, TIMEOUT
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update({"class": "3", "example": "2", "rotation": "30", "scale": "not a number", "shear": "99"})
+    at.switch_page(PAGES["robustness"]).run()
+    assert_clean(at)
+    assert at.selectbox(key=state.ROBUST_CLASS).value == 3 and at.number_input[0].value == 2
+    assert at.slider(key=state.ROBUST_TRANSFORM + "rotation").value == 30.0
+    assert at.slider(key=state.ROBUST_TRANSFORM + "scale").value == 1.0  # unreadable: ignored
+    assert at.slider(key=state.ROBUST_TRANSFORM + "shear").value == 0.0  # out of the slider's range: ignored
+    at.slider(key=state.ROBUST_TRANSFORM + "shift_x").set_value(4.5).run()
+    assert at.query_params["shift_x"] == "4.5" and at.query_params["rotation"] == "30.0"
+    assert at.query_params["class"] == "3"
+
+    routing = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    routing.query_params.update({"class": "7", "round": "2"})
+    routing.switch_page(PAGES["routing"]).run()
+    assert_clean(routing)
+    assert routing.select_slider(key=state.ROUTING_ROUND).value == 2
+    assert next(m.value for m in routing.markdown if m.value.startswith("## Round")).startswith("## Round 2: ")
+    assert "(a 7)" in " ".join(i.captions[0] for i in routing.get("image") if i.captions)

@@ -41,6 +41,7 @@ def model_picker() -> ModelChoice | None:
         st.sidebar.info("No trained model yet.")
         return None
     by_key = {choice.key: choice for choice in choices}
+    state.from_url([state.MODEL], {state.MODEL: lambda key: key in by_key})  # a link may name the model
     if st.session_state.get(state.MODEL) not in by_key:
         st.session_state[state.MODEL] = choices[0].key
     st.session_state[state.MODEL_PICKER] = st.session_state[state.MODEL]  # before the widget exists: allowed
@@ -50,6 +51,7 @@ def model_picker() -> ModelChoice | None:
 
     st.sidebar.selectbox("Model", list(by_key), format_func=lambda key: by_key[key].label, key=state.MODEL_PICKER,
                          on_change=remember, help="Shared by all pages. Upload your own on the Home page.")
+    state.to_url([state.MODEL], {state.MODEL: choices[0].key})
     return by_key[st.session_state[state.MODEL]]
 
 

@@ -1,6 +1,11 @@
 """Every `st.session_state` key the explorer uses, in one place. Widget keys that only one page reads stay here
 too, so that two pages never collide on a name."""
 
+import math
+from collections.abc import Callable
+
+import streamlit as st
+
 # The model, shared by every page
 MODEL = "model.choice"  # the chosen ModelChoice.key; survives page switches (widget state does not)
 MODEL_PICKER = "model.picker"  # the sidebar selectbox, re-synced from MODEL on every page
@@ -31,6 +36,7 @@ LATENT_CLASS = "latent.class"
 LATENT_POSITION = "latent.position"  # which test image of that class, counting from 0
 LATENT_ABSOLUTE = "latent.absolute"  # sliders hold absolute capsule values instead of offsets
 LATENT_GENERATION = "latent.generation"  # bumped on reset / new digit: slider keys change, so they start afresh
+LATENT_LINKED = "latent.linked"  # the 16 slider values a link carried, comma-separated ("" once applied)
 
 # Routing
 ROUTING_SOURCE = "routing.source"  # "Test digit", "Last drawing" or "Upload"
@@ -61,3 +67,68 @@ def latent_slider(identity: str, absolute: bool, generation: int, dimension: int
 
 def reconstruct_send(position: int) -> str:
     return f"reconstruct.send.{position}"
+
+
+# --- choices in the URL ---------------------------------------------------------------------------------------------
+# A page's choices live in its URL's query parameters too, so that a link reproduces what a user sees. Each shared
+# key has a parameter name (unique on its page) and a type; the page names its keys and calls `from_url` before its
+# widgets and `to_url` after them.
+
+URL_PARAMETERS: dict[str, tuple[str, type]] = {
+    MODEL: ("model", str),
+    ROUTING_SOURCE: ("digit", str), ROUTING_CLASS: ("class", int), ROUTING_POSITION: ("example", int),
+    ROUTING_ROUND: ("round", int),
+    ROBUST_SOURCE: ("digit", str), ROBUST_CLASS: ("class", int), ROBUST_POSITION: ("example", int),
+    **{ROBUST_TRANSFORM + name: (name, float) for name in ("rotation", "scale", "shear", "shift_x", "shift_y")},
+    LATENT_SOURCE: ("digit", str), LATENT_CLASS: ("class", int), LATENT_POSITION: ("example", int),
+    LATENT_ABSOLUTE: ("absolute", bool), LATENT_LINKED: ("dims", str),
+    RECONSTRUCT_SIZE: ("size", int), RECONSTRUCT_COUNT: ("shown", int), RECONSTRUCT_CLASS: ("class", int),
+    RECONSTRUCT_WRONG: ("wrong", bool), RECONSTRUCT_SHUFFLE: ("shuffle", bool), RECONSTRUCT_SEED: ("seed", int),
+}
+
+
+def parse_url_value(text: str, kind: type) -> object:
+    """A query parameter's text as `kind`; ValueError when it is not one (a hand-edited link, say)."""
+    if kind is bool:
+        if text not in ("true", "false"):
+            raise ValueError(text)
+        return text == "true"
+    value = kind(text)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def from_url(keys: list[str], allowed: dict[str, Callable[[object], bool]] | None = None) -> None:
+    """Before the page's widgets: each choice the URL names, and this session has not made on this page yet, becomes
+    the widget's value. Values that do not parse, or that `allowed[key]` rejects, are ignored, never an error."""
+    for key in keys:
+        name, kind = URL_PARAMETERS[key]
+        if key in st.session_state or name not in st.query_params:
+            continue
+        try:
+            value = parse_url_value(st.query_params[name], kind)
+        except ValueError:
+            continue
+        if allowed is None or key not in allowed or allowed[key](value):
+            st.session_state[key] = value
+
+
+def to_url(keys: list[str], defaults: dict[str, object] | None = None) -> None:
+    """After the page's widgets: their values into the URL. A value equal to its default (or None) drops its
+    parameter, so that an untouched page keeps a clean URL."""
+    defaults = defaults or {}
+    for key in keys:
+        value = st.session_state.get(key)
+        set_url(key, None if key in defaults and value == defaults[key] else value)
+
+
+def set_url(key: str, value: object) -> None:
+    """The URL parameter of `key` set to `value` (None: removed)."""
+    name, kind = URL_PARAMETERS[key]
+    if value is None:
+        st.query_params.pop(name, None)
+        return
+    text = ("true" if value else "false") if kind is bool else str(value)
+    if st.query_params.get(name) != text:
+        st.query_params[name] = text
