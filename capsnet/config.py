@@ -1,4 +1,5 @@
-"""Hyperparameters in two dataclasses: the network (`ModelConfig`) and how it is trained (`TrainConfig`).
+"""Hyperparameters in dataclasses: the network (`ModelConfig` for a CapsNet, `CNNConfig` for the baseline CNN) and
+how it is trained (`TrainConfig`).
 
 The defaults are the paper's MNIST CapsNet and the reference implementation's training recipe.
 """
@@ -38,6 +39,33 @@ class ModelConfig:
 
 
 @dataclass
+class CNNConfig:
+    """The baseline CNN (`capsnet.baseline`): convolution blocks (5x5, ReLU, 2x2 max-pooling), a dense layer with
+    dropout, and a softmax."""
+
+    kind: str = "cnn"  # what tells a CNN's config from a CapsNet's in config.json and in model files
+    input_shape: tuple[int, int, int] = (28, 28, 1)
+    num_classes: int = 10
+    conv_filters: tuple[int, ...] = (64, 128)
+    conv_kernel: int = 5
+    dense_units: int = 256
+    dropout: float = 0.5
+
+    @classmethod
+    def from_dict(cls, values: dict) -> CNNConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known})
+
+
+NETWORKS = ("capsnet", "cnn")  # the kinds of network `python -m capsnet train --model` builds
+
+
+def network_config(values: dict) -> ModelConfig | CNNConfig:
+    """A network's config from its dict (config.json, a model file): a CNN's says so, anything else is a CapsNet."""
+    return CNNConfig.from_dict(values) if values.get("kind") == "cnn" else ModelConfig.from_dict(values)
+
+
+@dataclass
 class TrainConfig:
     dataset: str = "mnist"
     epochs: int = 50
@@ -51,7 +79,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 20  # steps between metrics.jsonl records
     debug: bool = False  # TensorBoard logs
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig | CNNConfig = field(default_factory=ModelConfig)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -60,7 +88,7 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)} - {"model"}
         config = cls(**{k: v for k, v in values.items() if k in known})
-        config.model = ModelConfig.from_dict(values.get("model", {}))
+        config.model = network_config(values.get("model", {}))
         return config
 
     @classmethod

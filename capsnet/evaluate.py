@@ -1,7 +1,9 @@
-"""Testing a trained CapsNet: accuracy, real-vs-reconstructed grids and latent-space manipulation grids."""
+"""Testing a trained network: accuracy (a CapsNet or the baseline CNN), real-vs-reconstructed grids and latent-space
+manipulation grids (CapsNet)."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 from capsnet.imaging import tile, to_float
@@ -15,6 +17,14 @@ def predict_all(net: CapsNet, images: np.ndarray, batch_size: int = 250) -> tupl
     x = as_model_input(images)
     lengths, recon, capsules = net.eval.predict(x, batch_size=batch_size, verbose=0)
     return lengths, recon[..., 0], capsules
+
+
+def class_scores(net: keras.Model, images: np.ndarray, batch_size: int = 250) -> np.ndarray:
+    """uint8 or float images [n, 28, 28] -> [n, classes]: a CapsNet's capsule lengths, or a CNN's probabilities
+    (what accuracy compares, whichever the network)."""
+    if isinstance(net, CapsNet):
+        return predict_all(net, images, batch_size)[0]
+    return net.eval.predict(as_model_input(images), batch_size=batch_size, verbose=0)
 
 
 def as_model_input(images: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
-"""Loading a trained CapsNet, and fast single-image inference for interactive use.
+"""Loading a trained network, and fast single-image inference for interactive use.
 
-`load_capsnet` is the one way to turn a model file into a network (CLI and app alike). It reads three kinds:
+`load_network` is the one way to turn a model file into a network (CLI and app alike): a CapsNet, or the baseline
+CNN (`capsnet.baseline`); `load_capsnet` is the same for the places that need capsules. It reads three kinds:
 
 - `.keras`: this project's model files (architecture and weights in one), loaded with Keras' safe mode: a file
   that would run code of its own (a Lambda layer) is refused;
@@ -24,13 +25,16 @@ import keras
 import numpy as np
 
 from capsnet import reference
+from capsnet.baseline import BaselineCNN
 from capsnet.compiled import compile_function
-from capsnet.config import ModelConfig
-from capsnet.model import CapsNet
+from capsnet.config import CNNConfig, ModelConfig, network_config
+from capsnet.model import CapsNet, build_network
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PRETRAINED_MODEL = ASSETS / "capsnet.keras"
 PRETRAINED_CARD = ASSETS / "model_card.json"
+BASELINE_MODEL = ASSETS / "cnn.keras"  # the baseline CNN the Robustness page compares with (capsnet.baseline)
+BASELINE_CARD = ASSETS / "cnn_card.json"
 MODEL_SUFFIXES = (".keras", ".h5")  # .weights.h5 ends in .h5 too
 
 
@@ -38,7 +42,7 @@ class ModelLoadError(RuntimeError):
     """A model file that is missing, corrupt, unsafe or of another architecture; the message is for the user."""
 
 
-def saved_architecture(weights: Path) -> ModelConfig | None:
+def saved_architecture(weights: Path) -> ModelConfig | CNNConfig | None:
     """The architecture a bare weights file was trained with, from the `config.json` of its run (the file sits in
     the run directory or in its checkpoints/ folder); None when nothing says."""
     for candidate in (weights.parent / "config.json", weights.parent.parent / "config.json"):
@@ -47,13 +51,27 @@ def saved_architecture(weights: Path) -> ModelConfig | None:
         except (OSError, ValueError, AttributeError):
             continue
         if isinstance(model, dict):
-            return ModelConfig.from_dict(model)
+            return network_config(model)
     return None
 
 
 def load_capsnet(path: str | Path | None = None, routings: int | None = None) -> CapsNet:
-    """The network in `path` (default: the shipped pretrained model), in float32; with `routings`, the same weights
+    """The CapsNet in `path` (default: the shipped pretrained model), in float32; with `routings`, the same weights
     routed that many times instead of the file's own number."""
+    return as_capsnet(load_network(path, routings), Path(path or PRETRAINED_MODEL))
+
+
+def as_capsnet(net: keras.Model, path: Path) -> CapsNet:
+    """`net` itself where it is a CapsNet; for the baseline CNN, a ModelLoadError that says what it is good for."""
+    if not isinstance(net, CapsNet):
+        raise ModelLoadError(f"{path.name} holds the baseline CNN, which has no capsules: it can be tested "
+                             "(`python -m capsnet test`) and compared on the Robustness page")
+    return net
+
+
+def load_network(path: str | Path | None = None, routings: int | None = None) -> CapsNet | BaselineCNN:
+    """The network in `path` (default: the shipped pretrained CapsNet), a CapsNet or the baseline CNN, in float32;
+    `routings` re-routes a CapsNet (see `load_capsnet`)."""
     path = Path(path) if path else PRETRAINED_MODEL
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}"
@@ -62,6 +80,8 @@ def load_capsnet(path: str | Path | None = None, routings: int | None = None) ->
     try:
         if path.name.endswith(".keras"):
             net = keras.saving.load_model(path, safe_mode=True, compile=False)
+            if isinstance(net, BaselineCNN):
+                return net
             if not isinstance(net, CapsNet):
                 raise ModelLoadError(f"{path.name} holds a Keras model of another kind ({type(net).__name__} "
                                      f"'{net.name}'), not a CapsNet saved by this project")
@@ -77,7 +97,7 @@ def load_capsnet(path: str | Path | None = None, routings: int | None = None) ->
             raise ModelLoadError(
                 f"{path.name} holds bare weights, and nothing says which architecture they belong to (no config.json "
                 "of its run beside it). Use the run's .keras model file: it carries its architecture.")
-        net = CapsNet(_with_routings(config, routings))
+        net = build_network(_with_routings(config, routings) if isinstance(config, ModelConfig) else config)
         net.load_weights(path)
         return net
     except ModelLoadError:

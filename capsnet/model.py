@@ -25,8 +25,9 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from capsnet.config import PRECISIONS, ModelConfig
+from capsnet.config import PRECISIONS, CNNConfig, ModelConfig
 from capsnet.layers import DigitCapsule, Length, Mask, PrimaryCapsule
+from capsnet.pipeline import capsnet_example
 
 
 @contextmanager
@@ -81,6 +82,8 @@ class CapsNet(keras.Model):
     def get_config(self) -> dict:
         return {"name": self.name, "config": dataclasses.asdict(self.model_config)}
 
+    training_example = staticmethod(capsnet_example)  # how the training view takes a batch (capsnet.pipeline)
+
     # A bare `.weights.h5` holds the eval view's weights (it has every weighted layer and no optimizer), as files of
     # this project always have; a `.keras` file goes through Keras' own saving instead and needs neither method.
     def load_weights(self, filepath: str | Path, *args, **kwargs) -> None:
@@ -94,13 +97,23 @@ def build_capsnet(config: ModelConfig | None = None, precision: str = "float32")
     return CapsNet(config, precision)
 
 
-def save_model(net: CapsNet, path: str | Path) -> Path:
-    """Write `net` as a `.keras` file: its config and float32 weights, without optimizer state (a copy that was never
-    compiled is saved, a third of the size). The file appears whole or not at all: written aside, then renamed."""
+def build_network(config: ModelConfig | CNNConfig, precision: str = "float32") -> keras.Model:
+    """The network a config describes: a CapsNet, or the baseline CNN (`capsnet.baseline`)."""
+    if isinstance(config, CNNConfig):
+        from capsnet.baseline import BaselineCNN
+
+        return BaselineCNN(config, precision)
+    return CapsNet(config, precision)
+
+
+def save_model(net: keras.Model, path: str | Path) -> Path:
+    """Write `net` (a CapsNet or a BaselineCNN) as a `.keras` file: its config and float32 weights, without optimizer
+    state (a copy that was never compiled is saved, a third of the size). The file appears whole or not at all:
+    written aside, then renamed."""
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"{path}: model files end in .keras")
-    clean = CapsNet(net.config, name=net.name)
+    clean = type(net)(net.config, name=net.name)
     clean.eval.set_weights(net.eval.get_weights())
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.part.keras")

@@ -1,6 +1,7 @@
 """The training input in NumPy, so it runs on every Keras backend, TensorFlow installed or not: shuffled batches
-with the paper's augmentation (random shifts of up to 2 pixels, zero fill), one-hot labels, and the targets of both
-outputs (the margin loss reads the label, the reconstruction loss the shifted image itself).
+with the paper's augmentation (random shifts of up to 2 pixels, zero fill) and one-hot labels, arranged as the
+network's training view takes them (`training_example`): for a CapsNet, the targets of both outputs (the margin
+loss reads the label, the reconstruction loss the shifted image itself).
 
 The order of an epoch's batches and their shifts depend only on (seed, epoch): a resumed run sees, from the epoch it
 resumes at, the batches an uninterrupted run would have seen.
@@ -8,10 +9,19 @@ resumes at, the batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 import numpy as np
 
 from capsnet.imaging import to_float
+
+Example = Callable[[np.ndarray, np.ndarray], tuple]  # (images [b, 28, 28, 1], one-hot [b, classes]) -> (x, y)
+
+
+def capsnet_example(images: np.ndarray, one_hot: np.ndarray) -> tuple:
+    """A CapsNet's training view reads the label too (its decoder sees the true class); both outputs have targets."""
+    return (images, one_hot), {"length": one_hot, "reconstruction": images}
 
 
 def random_shifts(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
@@ -26,11 +36,10 @@ def random_shifts(images: np.ndarray, max_shift: int, rng: np.random.Generator) 
     return windows[np.arange(n), dy, dx]
 
 
-def model_inputs(images: np.ndarray, labels: np.ndarray, num_classes: int):
-    """uint8 [b, 28, 28] + int labels -> ((image, one-hot), {"length": one-hot, "reconstruction": image})."""
-    x = to_float(images)[..., None]
-    one_hot = np.eye(num_classes, dtype=np.float32)[labels]
-    return (x, one_hot), {"length": one_hot, "reconstruction": x}
+def model_inputs(images: np.ndarray, labels: np.ndarray, num_classes: int, example: Example = capsnet_example):
+    """uint8 [b, 28, 28] + int labels -> the training view's (inputs, targets), by default a CapsNet's:
+    ((image, one-hot), {"length": one-hot, "reconstruction": image})."""
+    return example(to_float(images)[..., None], np.eye(num_classes, dtype=np.float32)[labels])
 
 
 class TrainingBatches(keras.utils.PyDataset):
@@ -43,13 +52,13 @@ class TrainingBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, shift_fraction: float, seed: int,
-                 first_epoch: int = 0, num_classes: int = 10):
+                 first_epoch: int = 0, num_classes: int = 10, example: Example = capsnet_example):
         super().__init__()
         if len(images) == 0:
             raise ValueError("no training images")
         self.images, self.labels = images, np.asarray(labels, np.int64)
         self.batch_size = min(batch_size, len(images))
-        self.seed, self.first_epoch, self.num_classes = seed, first_epoch, num_classes
+        self.seed, self.first_epoch, self.num_classes, self.example = seed, first_epoch, num_classes, example
         self.max_shift = int(shift_fraction * images.shape[1])
         self.steps_per_epoch = len(images) // self.batch_size
         self.cached_order: tuple[int, np.ndarray] = (-1, np.empty(0, np.int64))
@@ -70,7 +79,7 @@ class TrainingBatches(keras.utils.PyDataset):
         chosen = self.epoch_order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
         rng = np.random.default_rng([self.seed, epoch, index])
         return model_inputs(random_shifts(self.images[chosen], self.max_shift, rng), self.labels[chosen],
-                            self.num_classes)
+                            self.num_classes, self.example)
 
     def __getitem__(self, position: int):
         epoch, index = divmod(position, self.steps_per_epoch)

@@ -14,6 +14,7 @@ st.title("Robustness to viewpoint")
 from capsnet.affine import Affine, describe, transform
 from capsnet.explorer import catalog, figures, picker, resources, state, views
 from capsnet.imaging import to_float
+from capsnet.inference import BASELINE_CARD, BASELINE_MODEL
 
 model = picker.require_model()
 digits = resources.test_digits()
@@ -96,10 +97,18 @@ st.subheader("Accuracy under each transformation")
 st.caption(f"Test accuracy on the first {resources.SWEEP_DIGITS:,} test digits under each transformation on its own "
            "(translations in a random direction per digit).")
 stored = catalog.model_card(model.choice, model.predictor.net.config)["details"].get("affine_sweeps")
+baseline_stored = catalog.read_json(BASELINE_CARD).get("affine_sweeps")
+compare = BASELINE_MODEL.is_file() and model.choice.path.resolve() != BASELINE_MODEL.resolve()
 measured = st.session_state.setdefault(state.ROBUST_MEASURED, set())
-if stored is None and model.choice.key not in measured:
-    st.button("Measure this model (about a minute on a CPU)", icon=":material/speed:",
+if (stored is None or compare and baseline_stored is None) and model.choice.key not in measured:
+    st.button("Measure (about a minute per model on a CPU)", icon=":material/speed:",
               on_click=lambda: measured.add(model.choice.key))
     st.stop()
 sweeps = {model.choice.label: stored or resources.affine_sweeps(*model.cache_key, resources.SWEEP_DIGITS)}
+if compare:
+    sweeps["Baseline CNN (shipped)"] = baseline_stored or resources.affine_sweeps(
+        str(BASELINE_MODEL), catalog.file_version(BASELINE_MODEL), resources.SWEEP_DIGITS)
 st.plotly_chart(figures.sweeps_figure(sweeps), config={"displayModeBar": False}, key="robustness.sweeps")
+if compare:
+    st.caption("The baseline CNN (`assets/cnn.keras`, see the README) was trained with CapsNet's recipe: the same "
+               "data, the same 2-pixel shifts, the same epochs.")

@@ -39,7 +39,8 @@ def test_sliders_move_the_digit_and_the_prediction_follows(shipped_model_app):
     at.button[1].click().run()
     assert_clean(at)
     sweeps = json.loads([c for c in at.get("plotly_chart")][-1].proto.spec)
-    lines = [t for t in sweeps["data"] if t.get("mode") == "lines+markers"]
+    active = sweeps["data"][0]["name"]
+    lines = [t for t in sweeps["data"] if t.get("name") == active]
     assert len(lines) == 4 and all(0 <= y <= 1 for t in lines for y in t["y"])  # one per transformation
     rotation = lines[0]
     assert max(rotation["y"]) > 0.9 > min(rotation["y"])  # upright it reads them; at ±60° far fewer

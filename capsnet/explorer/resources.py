@@ -7,26 +7,34 @@ Importing this module starts TensorFlow (pages import it after showing their tit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import keras
 import numpy as np
 import streamlit as st
 
 from capsnet import affine, launch
-from capsnet.evaluate import accuracy_report, manipulation_grid, predict_all
+from capsnet.evaluate import accuracy_report, class_scores, manipulation_grid, predict_all
 from capsnet.explorer import runtime
 from capsnet.explorer.explore import one_per_class
 from capsnet.imaging import png_bytes, real_over_reconstruction, to_float, to_uint8
-from capsnet.inference import Predictor, load_capsnet
+from capsnet.inference import Predictor, as_capsnet, load_network
 from capsnet.sample import TestDigits, load_test_digits
 
 runtime.configure_threads()
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
-def load_predictor(path: str, version: float) -> Predictor:
-    """The one model-loading path (`load_capsnet`), warmed up so that the first interaction is not the slow one.
+@st.cache_resource(max_entries=6, show_spinner="Loading the model…")
+def network(path: str, version: float) -> keras.Model:
+    """The one model-loading path (`load_network`): a CapsNet or the baseline CNN, one copy per file and process.
     `version` (the file's mtime) is only a cache key: a file rewritten in place is loaded again."""
-    predictor = Predictor(load_capsnet(path))
+    return load_network(path)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Compiling the model…")
+def load_predictor(path: str, version: float) -> Predictor:
+    """A CapsNet's compiled single-image functions, warmed up so that the first interaction is not the slow one."""
+    predictor = Predictor(as_capsnet(network(path, version), Path(path)))
     predictor.warm_up()
     return predictor
 
@@ -88,8 +96,9 @@ SWEEP_DIGITS = 1000  # test digits per point of the Robustness page's sweeps
 @st.cache_data(max_entries=8, show_spinner="Measuring accuracy under rotation, scale, shear and translation "
                                             "(once per model: about a minute)…")
 def affine_sweeps(path: str, version: float, count: int) -> dict[str, dict]:
-    """`capsnet.affine.accuracy_sweeps` of the model at `path` on the first `count` test digits."""
+    """`capsnet.affine.accuracy_sweeps` of the model at `path` (a CapsNet or the baseline CNN) on the first `count`
+    test digits."""
     digits = test_digits()
-    net = load_predictor(path, version).net
-    return affine.accuracy_sweeps(lambda batch: predict_all(net, to_uint8(batch))[0], digits.images[:count],
+    net = network(path, version)
+    return affine.accuracy_sweeps(lambda batch: class_scores(net, to_uint8(batch)), digits.images[:count],
                                   digits.labels[:count])
