@@ -60,6 +60,8 @@ def transform(images: np.ndarray, affine: Affine) -> np.ndarray:
 
 # --- sweeps ---------------------------------------------------------------------------------------------------
 
+SWEEP_DIGITS = 1000  # the first test digits a model is swept on (model cards, the Robustness page, `test --affine`)
+
 SWEEPS: dict[str, tuple[str, list[float]]] = {  # name -> (unit, values)
     "rotation": ("degrees", [float(a) for a in range(-60, 61, 10)]),
     "scale": ("×", [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4]),

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 COMMANDS = ("train", "test", "manipulate", "data", "bench")
@@ -23,11 +26,50 @@ class Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message} (see --help)")
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def interval(low: float, high: float = math.inf, *, open_low: bool = False,
+             integer: bool = False) -> Callable[[str], float]:
+    """An argparse type for a finite number in [low, high], or (low, high] with `open_low`: a value outside its
+    range is refused while the flags are parsed, as one line, not minutes later inside training (or never: a NaN
+    learning rate trains on, silently, into NaN weights)."""
+    kind = "an integer" if integer else "a number"
+    if high == math.inf:
+        span = f"{kind} greater than {low:.10g}" if open_low else f"{kind} of at least {low:.10g}"
+    else:
+        span = f"{kind} in {'(' if open_low else '['}{low:.10g}, {high:.10g}]"
+
+    def parse(text: str) -> float | int:
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (low < value if open_low else low <= value) and value <= high):
+            raise argparse.ArgumentTypeError(f"must be {span}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = interval(1, integer=True)
+positive_float = interval(0, open_low=True)
+non_negative_float = interval(0)
+decay_factor = interval(0, 1, open_low=True)  # per epoch: 1 keeps the learning rate, more would raise it
+seed_number = interval(0, 2**32 - 1, integer=True)  # what NumPy takes (keras.utils.set_random_seed seeds NumPy)
+shift_fraction = interval(0, 0.5)  # beyond half the image size, a shift moves the digit out of it
+
+
+def existing_file(text: str) -> str:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"file not found: {text}")
+    return text
+
+
+def precision_list(text: str) -> list[str]:
+    from capsnet.config import PRECISIONS  # light: dataclasses only
+
+    precisions = [p.strip() for p in text.split(",") if p.strip()]
+    if not precisions or set(precisions) - set(PRECISIONS):
+        raise argparse.ArgumentTypeError(f"use one or more of {','.join(PRECISIONS)}, got {text!r}")
+    return precisions
 
 
 def digit_choice(text: str) -> str:
@@ -38,7 +80,7 @@ def digit_choice(text: str) -> str:
 
 def build_parser() -> Parser:
     from capsnet.backend import BACKENDS  # light: no Keras yet
-    from capsnet.config import DATASETS, PRECISIONS, TrainConfig  # light: dataclasses only
+    from capsnet.config import DATASETS, NETWORKS, PRECISIONS, TrainConfig  # light: dataclasses only
 
     d = TrainConfig()
     parser = Parser(prog="python -m capsnet", description="CapsNet (Sabour et al. 2017) on MNIST.")
@@ -50,8 +92,9 @@ def build_parser() -> Parser:
 
     def model_flags(p):
         backend_flag(p)
-        p.add_argument("-w", "--weights", help="model file: .keras, a run's .weights.h5, or the reference's .h5 "
-                                               "(default: the pretrained model in assets/)")
+        p.add_argument("-w", "--weights", type=existing_file,
+                       help="model file: .keras, a run's .weights.h5, or the reference's .h5 "
+                            "(default: the pretrained model in assets/)")
         p.add_argument("-r", "--routings", type=positive_int, help="routing iterations (default: the model's)")
         p.add_argument("--dataset", default=d.dataset, choices=DATASETS)
         p.add_argument("--save_dir", default="result", help="where images are written (default: result)")
@@ -60,23 +103,27 @@ def build_parser() -> Parser:
     train = commands.add_parser("train", help="train a CapsNet (the default command)")
     train.add_argument("--epochs", type=positive_int, help=f"default {d.epochs}; with --resume, the run's own")
     train.add_argument("--batch_size", type=positive_int, default=d.batch_size)
-    train.add_argument("--lr", type=float, default=d.lr, help="initial learning rate")
-    train.add_argument("--lr_decay", type=float, default=d.lr_decay, help="lr multiplier per epoch")
-    train.add_argument("--lam_recon", type=float, default=d.lam_recon, help="weight of the reconstruction loss")
+    train.add_argument("--lr", type=positive_float, default=d.lr, help="initial learning rate")
+    train.add_argument("--lr_decay", type=decay_factor, default=d.lr_decay, help="lr multiplier per epoch")
+    train.add_argument("--lam_recon", type=non_negative_float, default=d.lam_recon,
+                       help="weight of the reconstruction loss")
     train.add_argument("-r", "--routings", type=positive_int,
                        help=f"routing iterations (default {d.model.routings}; with -t: the model's own)")
-    train.add_argument("--shift_fraction", type=float, default=d.shift_fraction, help="max shift / image size")
+    train.add_argument("--shift_fraction", type=shift_fraction, default=d.shift_fraction, help="max shift / image size")
     train.add_argument("--debug", action="store_true", help="write TensorBoard logs into the run directory")
     train.add_argument("--save_dir", help="run directory (default: <runs>/<timestamp>-r<routings>, where <runs> is "
                                           "$CAPSNET_RUNS_DIR or runs/)")
     train.add_argument("-t", "--testing", action="store_true", help="test the -w model instead of training")
     train.add_argument("--digit", type=digit_choice, default="5", help="with -t: capsule to manipulate")
-    train.add_argument("-w", "--weights", help="model file to start training from; with -t the model to test")
+    train.add_argument("-w", "--weights", type=existing_file,
+                       help="model file to start training from; with -t the model to test")
     train.add_argument("--dataset", default=d.dataset, choices=DATASETS)
     train.add_argument("--subset", type=positive_int, help="train on the first N training images only")
     train.add_argument("--resume", action="store_true", help="continue --save_dir from its last checkpoint")
     train.add_argument("--precision", default=d.precision, choices=PRECISIONS)
-    train.add_argument("--seed", type=int, default=d.seed)
+    train.add_argument("--model", default="capsnet", choices=NETWORKS,
+                       help="capsnet, or cnn: the baseline CNN of capsnet/baseline.py, trained with the same recipe")
+    train.add_argument("--seed", type=seed_number, default=d.seed)
     train.add_argument("--log_every", type=positive_int, default=d.log_every, help="steps between metrics records")
     train.add_argument("--gpus", type=positive_int, default=None,
                        help="GPUs to train on together: tf.distribute.MirroredStrategy on TensorFlow, "
@@ -86,7 +133,10 @@ def build_parser() -> Parser:
                             "(tf.distribute.MultiWorkerMirroredStrategy; each machine runs this same command)")
     backend_flag(train)
 
-    model_flags(commands.add_parser("test", help="test accuracy and real-vs-reconstructed images"))
+    test = commands.add_parser("test", help="test accuracy and real-vs-reconstructed images (CapsNet or CNN)")
+    model_flags(test)
+    test.add_argument("--affine", action="store_true",
+                      help="also test 1,000 digits rotated, scaled, sheared and shifted (JSON; capsnet/affine.py)")
     model_flags(commands.add_parser("manipulate", help="16x11 latent manipulation grid of a digit capsule"))
     data = commands.add_parser("data", help="find (or fetch) the dataset and report its source")
     data.add_argument("--dataset", default=d.dataset, choices=DATASETS)
@@ -94,16 +144,23 @@ def build_parser() -> Parser:
     backend_flag(bench)
     bench.add_argument("--steps", type=positive_int, default=20)
     bench.add_argument("--batch_size", type=positive_int, default=100)
-    bench.add_argument("--precision", default=",".join(PRECISIONS),
+    bench.add_argument("--precision", type=precision_list, default=list(PRECISIONS),
                        help=f"comma-separated policies to compare (default: {','.join(PRECISIONS)})")
     bench.add_argument("--accuracy", action="store_true",
                        help="also train each policy for one epoch on 6k images (same seed) and compare test accuracy")
     bench.add_argument("--epoch", action="store_true",
                        help="also time a real epoch (train() on 6,000 images, validation on 1,000) per policy")
-    bench.add_argument("--reference", metavar="PATH",
+    bench.add_argument("--reference", metavar="PATH", type=existing_file,
                        help="also time the einsum yardstick at PATH (../shared/bench/ref_capsnet.py) in this run")
     bench.add_argument("--init", action="store_true",
                        help="also compare W initialisations: initial capsule length, accuracy after 60 steps")
+    bench.add_argument("--photos", action="store_true",
+                       help="instead: the shipped model's accuracy on MNIST test digits rendered as phone photos and "
+                            "scans, read through the upload preprocessing (capsnet/photos.py)")
+    bench.add_argument("--digits", type=positive_int, help="with --photos: test digits per condition (default 100)")
+    bench.add_argument("--baseline", metavar="PATH", type=existing_file,
+                       help="with --photos: also read the same photos with the preprocessing module at PATH "
+                            "(e.g. an older capsnet/preprocess.py), for a before/after comparison")
     return parser
 
 
@@ -124,8 +181,7 @@ def cmd_train(args) -> None:
         cmd_manipulate(args)
         return
     from capsnet import distribute
-    from capsnet.config import TrainConfig
-    from capsnet.inference import load_capsnet
+    from capsnet.inference import load_network
     from capsnet.rundir import RunDir, new_run_name, runs_root
     from capsnet.train import train
 
@@ -139,34 +195,62 @@ def cmd_train(args) -> None:
         if not args.save_dir:
             raise UserError("--resume needs --save_dir: the run directory to continue")
         save_dir = Path(args.save_dir)
-        if not (save_dir / "config.json").is_file():
-            raise UserError(f"nothing to resume: {save_dir} holds no config.json")
         # A resumed run keeps its own hyperparameters; only --epochs may extend it.
-        config = TrainConfig.load(save_dir / "config.json")
+        config = run_config(save_dir)
         config.epochs = args.epochs or config.epochs
     else:
         config = new_config(args)
-        save_dir = Path(args.save_dir or runs_root() / new_run_name(f"r{config.model.routings}"))
+        label = f"r{config.model.routings}" if args.model == "capsnet" else args.model
+        save_dir = Path(args.save_dir or runs_root() / new_run_name(label))
         if chief and (save_dir / "config.json").exists():
             raise UserError(f"{save_dir} already holds a run; pass --resume to continue it or pick another --save_dir")
+    if chief:
+        output_dir(save_dir)
     print(f"run directory: {save_dir}" + ("" if chief else " (written by the chief; this worker trains along)"),
           flush=True)
     net = train(config, save_dir, resume=args.resume, weights=args.weights, distribution=distribution)
     run = RunDir(save_dir)
     if chief and run.read_raw_status().get("state") == "finished":
         # The saved model, on this process alone: a distributed one would wait for workers that have finished.
-        report_test(load_capsnet(run.final_model) if distribution else net, config.dataset, save_dir)
+        report_test(load_network(run.final_model) if distribution else net, config.dataset, save_dir)
+
+
+def run_config(save_dir: Path):
+    """The TrainConfig of the run in `save_dir`, for --resume; a folder that holds no run says why."""
+    from capsnet.config import TrainConfig
+
+    config_file = save_dir / "config.json"
+    if not config_file.is_file():
+        why = ("does not exist" if not save_dir.exists() else "is a file, not a run directory"
+               if not save_dir.is_dir() else "holds no config.json")
+        raise UserError(f"nothing to resume: {save_dir} {why}")
+    try:
+        return TrainConfig.load(config_file)
+    except (OSError, ValueError, TypeError, AttributeError) as error:  # unreadable, not JSON, not an object
+        raise UserError(f"nothing to resume: {config_file} is not a run's config ({error})") from None
+
+
+def output_dir(path: str | Path) -> Path:
+    """The folder a command writes into, created (and written to once) before the long work that fills it: an
+    unwritable one is a one-line error now, not a traceback after an epoch or an evaluation."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as error:
+        raise UserError(f"cannot create or write to {path}: {error.strerror or error}") from None
+    return path
 
 
 def new_config(args):
-    from capsnet.config import ModelConfig, TrainConfig
+    from capsnet.config import CNNConfig, ModelConfig, TrainConfig
 
     return TrainConfig(
         dataset=args.dataset, epochs=args.epochs or TrainConfig.epochs, batch_size=args.batch_size, lr=args.lr,
         lr_decay=args.lr_decay,
         lam_recon=args.lam_recon, shift_fraction=args.shift_fraction, subset=args.subset,
         precision=args.precision, seed=args.seed, debug=args.debug, log_every=args.log_every,
-        model=ModelConfig(routings=args.routings or ModelConfig.routings),
+        model=CNNConfig() if args.model == "cnn" else ModelConfig(routings=args.routings or ModelConfig.routings),
     )
 
 
@@ -177,22 +261,43 @@ def load_for_cli(args):
 
 
 def report_test(net, dataset: str, save_dir: Path) -> dict:
+    """Test accuracy of a CapsNet or the baseline CNN; for a CapsNet also real_and_recon.png."""
     from capsnet.data import load_dataset
-    from capsnet.evaluate import accuracy_report, predict_all
+    from capsnet.evaluate import accuracy_report, class_scores, predict_all
     from capsnet.imaging import real_over_reconstruction, save_png
+    from capsnet.model import CapsNet
 
     data = load_dataset(dataset)
-    lengths, recon, _ = predict_all(net, data.x_test)
-    report = accuracy_report(lengths, data.y_test)
-    path = save_png(real_over_reconstruction(data.x_test[:50], recon[:50]), save_dir / "real_and_recon.png")
+    capsnet = isinstance(net, CapsNet)
+    if capsnet:
+        scores, recon, _ = predict_all(net, data.x_test)
+    else:
+        scores = class_scores(net, data.x_test)
+    report = accuracy_report(scores, data.y_test)
     print(f"test accuracy: {report['accuracy']:.4f}  test error: {100 * report['error']:.2f}% "
           f"({report['errors']} of {report['count']})")
-    print(f"real (top) and reconstructed (bottom) images: {path}")
+    if capsnet:
+        path = save_png(real_over_reconstruction(data.x_test[:50], recon[:50]), save_dir / "real_and_recon.png")
+        print(f"real (top) and reconstructed (bottom) images: {path}")
     return report
 
 
 def cmd_test(args) -> None:
-    report_test(load_for_cli(args), args.dataset, Path(args.save_dir))
+    from capsnet.inference import load_network
+
+    net = load_network(args.weights, routings=args.routings)
+    report_test(net, args.dataset, output_dir(args.save_dir))
+    if getattr(args, "affine", False):  # `train -t` tests too, without this flag
+        from capsnet.affine import SWEEP_DIGITS, accuracy_sweeps
+        from capsnet.data import load_dataset
+        from capsnet.evaluate import class_scores
+        from capsnet.imaging import to_uint8
+
+        data = load_dataset(args.dataset)
+        sweeps = accuracy_sweeps(lambda batch: class_scores(net, to_uint8(batch)), data.x_test[:SWEEP_DIGITS],
+                                 data.y_test[:SWEEP_DIGITS])
+        print(json.dumps({"model": str(args.weights or "assets/capsnet.keras"), "test_digits": SWEEP_DIGITS,
+                          "affine_sweeps": sweeps}))
 
 
 def cmd_manipulate(args) -> None:
@@ -201,6 +306,7 @@ def cmd_manipulate(args) -> None:
     from capsnet.imaging import save_png
 
     net = load_for_cli(args)
+    save_dir = output_dir(args.save_dir)
     data = load_dataset(args.dataset)
     candidates = 1000  # enough to hold a correctly classified example of every digit
     lengths, _, capsules = predict_all(net, data.x_test[:candidates])
@@ -208,19 +314,19 @@ def cmd_manipulate(args) -> None:
     for digit in digits:
         index = pick_example(lengths, data.y_test[:candidates], digit)
         grid = manipulation_grid(net, capsules[index], digit)
-        path = save_png(grid, Path(args.save_dir) / f"manipulate-{digit}.png")
+        path = save_png(grid, save_dir / f"manipulate-{digit}.png")
         print(f"digit {digit} (test image {index}): 16 dimensions x 11 offsets -> {path}")
 
 
 def cmd_bench(args) -> None:
-    from capsnet.bench import run_benchmark
-    from capsnet.config import PRECISIONS
+    if args.photos:
+        from capsnet.photos import run_photo_benchmark
 
-    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
-    unknown = set(precisions) - set(PRECISIONS)
-    if unknown:
-        raise UserError(f"--precision: unknown policies {sorted(unknown)}")
-    print(json.dumps(run_benchmark(precisions, args.steps, args.batch_size, args.accuracy, args.init, args.epoch,
+        print(json.dumps(run_photo_benchmark(args.digits, args.baseline), indent=2))
+        return
+    from capsnet.bench import run_benchmark
+
+    print(json.dumps(run_benchmark(args.precision, args.steps, args.batch_size, args.accuracy, args.init, args.epoch,
                                    args.reference), indent=2))
 
 

@@ -46,7 +46,7 @@ class CNNConfig:
     kind: str = "cnn"  # what tells a CNN's config from a CapsNet's in config.json and in model files
     input_shape: tuple[int, int, int] = (28, 28, 1)
     num_classes: int = 10
-    conv_filters: tuple[int, ...] = (64, 128)
+    conv_filters: tuple[int, ...] = (32, 64)
     conv_kernel: int = 5
     dense_units: int = 256
     dropout: float = 0.5

@@ -141,6 +141,17 @@ def train_args(params: dict[str, Any]) -> list[str]:
     return args
 
 
+def check_train_args(args: list[str]) -> None:
+    """Judge the flags with the CLI's own parser before anything is created: a value it would refuse (a NaN
+    learning rate, a negative subset) is refused here with its message, not started as a run that fails."""
+    from capsnet.cli import UserError, build_parser  # light: argparse and dataclasses
+
+    try:
+        build_parser().parse_args(["train", *args])
+    except UserError as error:
+        raise LaunchError(str(error).removesuffix(" (see --help)")) from None
+
+
 def start_process(run: RunDir, argv: list[str], devices: list[str]) -> None:
     """Start the trainer for `run`, write its pid into the status, reap it when it exits."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
@@ -168,21 +179,23 @@ def launch(params: dict[str, Any], label: str = "", devices: list[str] | None = 
     """Start a new run of `python -m capsnet train` with `params` on `devices` (default: CPU), on the Keras
     `backend` (default: this process's, `KERAS_BACKEND`).
 
-    Several GPUs train together with `--gpus N`. Raises `DeviceBusy` when an active run holds one of the devices,
-    `ValueError` for a bad run name.
+    Several GPUs train together with `--gpus N`. Raises `LaunchError` for a value the CLI would refuse, `DeviceBusy`
+    when an active run holds one of the devices, `ValueError` for a bad run `name`; a `label` is made safe instead.
     """
     root = Path(root or runs_root())
     devices = list(devices or [CPU])
     if CPU in devices and len(devices) > 1:
         raise LaunchError("a run trains on the CPU or on GPUs, not both")
+    flags = train_args(params)
+    check_train_args(flags)
     check_free(devices, root)
-    name = validate_run_name(name) if name else new_run_name(label)
+    name = validate_run_name(name) if name else new_run_name(label)  # one folder inside root, whatever the label
     run = RunDir(root / name)
     for n in range(2, 100):  # two launches within a second with the same label
         if not run.path.exists():
             break
         run = RunDir(root / validate_run_name(f"{name}-{n}"))
-    argv = [sys.executable, "-m", "capsnet", "train", "--save_dir", str(run.path), *train_args(params)]
+    argv = [sys.executable, "-m", "capsnet", "train", "--save_dir", str(run.path), *flags]
     argv += ["--backend", backend] if backend else []
     gpus = [d for d in devices if d != CPU]
     if len(gpus) > 1:

@@ -41,6 +41,7 @@ LOG_NAMES = {
     "length_loss": "margin_loss",
     "reconstruction_loss": "recon_loss",
     "length_categorical_accuracy": "accuracy",
+    "categorical_accuracy": "accuracy",  # the baseline CNN's single output
     "learning_rate": "lr",
 }
 

@@ -1,82 +1,171 @@
 """Turning a drawing or a photo of a digit into what the network was trained on: MNIST-style 28x28 images.
 
-MNIST digits are white ink on black, size-normalised so that the longer side of the ink's bounding box is 20 px
-(aspect ratio kept, anti-aliased), then placed in a 28x28 field with their centre of mass at the centre. A digit
-drawn on a 280x280 canvas or photographed on paper looks nothing like that until it goes through the same steps, so
-both inputs take one path:
+MNIST digits are saturated white ink on pure black, size-normalised so that the longer side of the ink's bounding
+box is 20 px (aspect ratio kept, anti-aliased), with strokes 2-3 px wide, placed in a 28x28 field with their centre
+of mass at the centre. A canvas drawing is almost that already; a phone photo is far from it: grey paper under
+uneven light, faint pencil, shadows, specks, a desk beyond the sheet, a small digit somewhere in a big frame. Both
+take one path, and only the first step differs:
 
-    pixels -> grayscale ink on black -> crop to the ink -> longer side 20 px -> centre of mass at (14, 14)
+    canvas: light ink on black -------------------------------------------------> darkness in [0, 1]
+    photo:  decode -> grayscale -> which way round -> divided by the paper's own  -^
+            brightness (a smooth upper envelope: lamps, gradients, shadows)
+    darkness -> the digit among specks, lines, edges -> its contrast normalised -> crop
+             -> strokes at least MNIST-wide -> longer side 20 px -> centre of mass at (14, 14)
 
-`from_canvas` and `from_upload` differ only in how they find the ink: the canvas is always light ink on a dark
-background; an uploaded image may be either way round, so its polarity is read from its border.
+`canvas_stages` and `upload_stages` return every stage a user may want to see (`Stages`); `from_canvas` and
+`from_upload` return the 28x28 image alone. Anything that cannot give a digit raises a `PreprocessError` whose
+message is meant for the user: `UnreadableImage` for files that do not decode, `NoDigit` for inputs without one.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
-
-from capsnet.imaging import to_float
+from PIL import Image, ImageOps
 
 SIZE = 28  # the network's input
 BOX = 20  # MNIST's size normalisation: the longer side of the ink's bounding box
-INK_THRESHOLD = 0.2  # of the ink's range: fainter pixels (anti-aliasing, paper texture) do not widen the crop
-MIN_CONTRAST = 0.08  # less difference than this between ink and background is an empty image
-MAX_SIDE = 1024  # photos are shrunk to this first: the result is 28 px anyway, and big images are slow
 IMAGE_TYPES = ("png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff")  # file extensions the uploaders accept
+MAX_UPLOAD_BYTES = 25 * 2**20  # a phone's photo is 2-12 MB; an image file larger than this is refused unread
+MAX_PIXELS = 50_000_000  # more pixels than a 48-megapixel phone camera: a decompression bomb, refused before decoding
+
+WORK_SIDE = 512  # uploads are decoded to this size, the digit found in it: a thin pen in a big photo is a pixel
+LIGHT_SIDE = 96  # the paper's brightness is estimated at this resolution...
+LIGHT_WINDOW = 0.2  # ...by a closing wider than any stroke (a fraction of the longer side)
+GRAIN = 5  # px: the digit is looked for in darkness averaged over this window
+POLARITY_SIDE = 64  # which way round the ink is, from a local median at this resolution: light ink on a dark
+LIGHT_INK_ODDS = 2.0  # ground (rare in photos) must stray from it this many times more than dark ink would...
+FLAT = 0.05  # ...unless most of the image lies this close to its darkest level: a digital image's black ground
+PREVIEW_SIDE = 140  # the stages a page shows
+
+MIN_CONTRAST = 0.08  # darkness below this is paper, whatever the noise
+CANVAS_FLOOR = 0.01  # the canvas has no noise: its faintest anti-aliasing is ink
+NOISE_SIGMAS = 4.0  # darkness this many noise deviations above the paper's median may be ink
+INK_PERCENTILE = 90  # of the digit's darkness: its ink level, which maps to 1 (and the noise floor to 0)
+MASK_INK = 0.35  # of the ink level: what counts as ink when telling the digit from ruled lines and texture
+EDGE_REACH = 0.08  # of the longer side: how far from the digit's ink its faint edges may reach
+INK_THRESHOLD = 0.2  # of the normalised ink: fainter pixels (anti-aliasing) do not widen the crop
+EDGE_WEIGHT = 0.1  # what touches the frame's edge (the sheet's edge, a desk, ruled lines, a shadow) counts this
+                   # much when choosing the digit: a digit is rarely cut off by the frame
+PART_MASS = 0.03  # a part of the digit (a 5's bar) carries at least this much of the main stroke's ink...
+PART_GAP = 0.5  # ...lies within this fraction of the digit's size of it...
+PART_DARKNESS = 0.5  # ...and is at least this dark, on average, relative to it: the same pen
+MAX_INK_FRACTION = 0.5  # more of the frame than this is ink: a filled canvas or a huge scribble, not a digit
+MIN_ELONGATION = 1.6  # longer side squared over ink area: a dot is ~1.3, the lowest of 2,000 MNIST digits 1.78
+STROKE_SCALE = 4  # strokes are measured and widened at this multiple of the 20 px box
+MIN_STROKE = 5.0  # px at that scale: thinner than almost all of MNIST (5th percentile 6.4, median 10, from
+STROKE = 8.0  # 2 x area / boundary); such strokes are widened to this, MNIST's first quartile
 
 
-class UnreadableImage(ValueError):
+class PreprocessError(ValueError):
+    """An input that gives no digit; the message says why, for the user."""
+
+
+class UnreadableImage(PreprocessError):
     """A file that is not an image Pillow can decode (corrupt, truncated, another format, too large)."""
 
 
-def from_canvas(rgba: np.ndarray) -> np.ndarray | None:
+class NoDigit(PreprocessError):
+    """An image without a digit in it: blank, a dot, all ink."""
+
+
+@dataclass(frozen=True)
+class Stages:
+    """What the preprocessing saw and kept, at most PREVIEW_SIDE px, and the network's input."""
+
+    found: np.ndarray  # [h, w] the input in grayscale, as found
+    ink: np.ndarray  # [h, w] the ink kept as the digit, white on black
+    image: np.ndarray  # [28, 28] float32 in [0, 1]
+
+
+def from_canvas(pixels: np.ndarray) -> np.ndarray:
     """Canvas pixels ([h, w, 4] RGBA, or [h, w, 3] / [h, w]) with light ink on a dark (or transparent) background
-    -> [28, 28] float32 in [0, 1], or None when nothing is drawn."""
-    return to_mnist(grayscale(rgba, background=0.0))
+    -> [28, 28] float32 in [0, 1]. Raises `NoDigit` when nothing (or everything) is drawn."""
+    return canvas_stages(pixels).image
 
 
-def from_upload(data: bytes) -> np.ndarray | None:
-    """An image file's bytes (PNG, JPEG, ...) with the digit either way round -> [28, 28] float32 in [0, 1], or
-    None when the image has no visible ink. Raises `UnreadableImage` for anything Pillow cannot decode."""
-    pixels = read_image(data)
-    gray = grayscale(pixels, background=None)
-    if np.median(border(gray)) > 0.5:  # the edges are paper, not ink: a dark digit on a light background
-        gray = 1.0 - gray
-    return to_mnist(gray)
+def from_upload(data: bytes) -> np.ndarray:
+    """An image file's bytes (PNG, JPEG, ...), a photo or scan with the digit either way round -> [28, 28] float32
+    in [0, 1]. Raises `UnreadableImage` for files that do not decode, `NoDigit` for images without a digit."""
+    return upload_stages(data).image
 
+
+def canvas_stages(pixels: np.ndarray) -> Stages:
+    gray = grayscale(pixels, background=0.0)
+    return find_digit(shrink(gray, WORK_SIDE), gray, noise_floor=CANVAS_FLOOR)
+
+
+def upload_stages(data: bytes) -> Stages:
+    gray = grayscale(read_image(data), background=None)
+    return find_digit(darkness(shrink(gray, WORK_SIDE)), gray)
+
+
+# --- pixels in -----------------------------------------------------------------------------------------------------
 
 def read_image(data: bytes) -> np.ndarray:
-    """Decode an image file to uint8 pixels ([h, w] or [h, w, 3|4]), upright (EXIF) and at most MAX_SIDE px."""
+    """Decode an image file to uint8 pixels ([h, w] or [h, w, 3|4]): the first frame, upright (EXIF), at most
+    WORK_SIDE px."""
     if not data:
         raise UnreadableImage("the file is empty")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise UnreadableImage(f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MB")
+    too_large = f"the image is too large (at most {MAX_PIXELS // 10**6} megapixels)"
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings():  # Pillow warns of (and then refuses) huge images itself; we refuse them all
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+        with image:
+            if image.width * image.height > MAX_PIXELS:  # read from the header: nothing is decoded yet
+                raise UnreadableImage(f"{too_large}: {image.width}×{image.height} pixels")
             image.seek(0)  # the first frame of an animation
+            image.thumbnail((WORK_SIDE, WORK_SIDE))  # a JPEG decodes at 1/2, 1/4 or 1/8 scale where that suffices
             image = ImageOps.exif_transpose(image)
-            image.thumbnail((MAX_SIDE, MAX_SIDE))
             if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float: scale to 8 bits ourselves
-                wide = np.asarray(image, dtype=np.float64)
+                wide = np.nan_to_num(np.asarray(image, dtype=np.float64))
+                wide -= wide.min()
                 return np.round(255 * wide / max(wide.max(), 1e-12)).astype(np.uint8)
             if image.mode not in ("L", "LA", "RGB", "RGBA"):
-                image = image.convert("RGBA")
-            return np.asarray(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        # Pillow reports truncated and malformed files through all of these
+                image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
+            pixels = np.asarray(image)
+    except UnreadableImage:
+        raise
+    except Image.DecompressionBombError:
+        raise UnreadableImage(too_large) from None
+    except Exception as error:  # noqa: BLE001 -- untrusted bytes: Pillow's decoders fail in many ways
         raise UnreadableImage(f"not a readable image ({type(error).__name__}: {str(error)[:120]})") from None
+    if pixels.size == 0:
+        raise UnreadableImage("the image has no pixels")
+    return pixels
+
+
+def as_pixels(pixels: np.ndarray) -> np.ndarray:
+    """Any array -> float32 pixels in [0, 1] of shape [h, w] or [h, w, 1-4]; `PreprocessError` if it cannot be."""
+    x = np.asarray(pixels)
+    if x.ndim == 3 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if x.ndim not in (2, 3) or (x.ndim == 3 and x.shape[-1] not in (2, 3, 4)) or x.size == 0:
+        raise PreprocessError(f"expected [h, w], [h, w, 3] or [h, w, 4] pixels, got shape {x.shape}")
+    if x.dtype == np.bool_:
+        return x.astype(np.float32)
+    if x.dtype == np.uint8:  # the usual case, and the quickest
+        return x.astype(np.float32) * np.float32(1 / 255)
+    if np.issubdtype(x.dtype, np.integer):
+        return np.clip(x.astype(np.float64) / np.iinfo(x.dtype).max, 0, 1).astype(np.float32)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise PreprocessError(f"expected numeric pixels, got {x.dtype}")
+    return np.clip(np.nan_to_num(x.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
 
 
 def grayscale(pixels: np.ndarray, background: float | None) -> np.ndarray:
     """Pixels -> [h, w] luminance in [0, 1]. Transparent parts become `background` (0 black, 1 white); with
     `background=None`, whichever of the two contrasts with the opaque content, so a digit on a transparent sheet
     stays visible whatever its colour."""
-    x = to_float(pixels)
+    x = as_pixels(pixels)
     if x.ndim == 2:
         return x
-    if x.ndim != 3 or x.shape[-1] not in (2, 3, 4):
-        raise ValueError(f"expected [h, w], [h, w, 3] or [h, w, 4] pixels, got shape {x.shape}")
     has_alpha = x.shape[-1] in (2, 4)
     color = x[..., :-1] if has_alpha else x
     gray = color[..., 0] if color.shape[-1] == 1 else color @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -89,28 +178,217 @@ def grayscale(pixels: np.ndarray, background: float | None) -> np.ndarray:
     return gray * alpha + background * (1.0 - alpha)
 
 
-def border(image: np.ndarray) -> np.ndarray:
-    return np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+def shrink(image: np.ndarray, side: int) -> np.ndarray:
+    """Area-average `image` so that its longer side is at most `side` px (never enlarged)."""
+    h, w = image.shape
+    if max(h, w) <= side:
+        return np.asarray(image, np.float32)
+    scale = side / max(h, w)
+    return resize(image, (max(1, round(h * scale)), max(1, round(w * scale))))
 
 
-def to_mnist(ink: np.ndarray) -> np.ndarray | None:
-    """[h, w] light ink on a dark background, any size -> [28, 28] float32 MNIST-style, or None if it is blank."""
+def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """[h, w] float -> `shape`; BOX averages every source pixel when shrinking (MNIST's anti-aliasing), bilinear
+    enlarges smoothly."""
+    smaller = shape[0] * shape[1] < image.shape[0] * image.shape[1]
+    resample = Image.Resampling.BOX if smaller else Image.Resampling.BILINEAR
+    out = Image.fromarray(np.asarray(image, np.float32)).resize(shape[::-1], resample)
+    return np.asarray(out, np.float32)
+
+
+# --- photos: the paper's light out, the ink's darkness left ---------------------------------------------------------
+
+def darkness(gray: np.ndarray) -> np.ndarray:
+    """[h, w] photo luminance -> how much darker than the paper around it each pixel is, in [0, 1].
+
+    The paper's brightness is a smooth upper envelope: a closing (max, then min, filter) wider than any stroke
+    erases the strokes but keeps wide features -- a lamp's hot spot, a gradient, a shadow's edge, the desk beyond
+    the sheet -- so dividing by it leaves the ink's own contrast, whatever the light. A photo of light ink on a dark
+    ground (chalk, MNIST itself) is turned round first."""
+    if light_ink(gray):
+        gray = 1.0 - gray
+    small = shrink(gray, LIGHT_SIDE)
+    paper = closing(small, max(3, round(LIGHT_WINDOW * max(small.shape)) | 1))
+    return np.clip(1.0 - gray / np.maximum(resize(paper, gray.shape), 1e-3), 0.0, 1.0)
+
+
+def light_ink(gray: np.ndarray) -> bool:
+    """Whether the ink is lighter than its ground. A digital image (MNIST itself, a screenshot) has a flat black
+    ground: most of its pixels at its darkest level. In a photo, ink is the minority in any neighbourhood, so a local
+    median is the ground either way round (whatever the light), and the ink is on the side where pixels stray from
+    it most; ties (faint ink, JPEG noise) go to dark ink on paper."""
+    small = shrink(gray, POLARITY_SIDE)
+    if np.mean(small <= small.min() + FLAT) > 0.5:
+        return True
+    window = max(3, round(LIGHT_WINDOW * max(small.shape)) | 1)
+    padded = np.pad(small, window // 2, mode="edge")
+    ground = np.median(np.lib.stride_tricks.sliding_window_view(padded, (window, window)), axis=(-2, -1))
+    stray = small - ground
+    return float(np.sum(np.clip(stray, 0, None))) > LIGHT_INK_ODDS * float(np.sum(np.clip(-stray, 0, None)))
+
+
+def closing(image: np.ndarray, window: int) -> np.ndarray:
+    return rank_filter(rank_filter(image, window, np.maximum), window, np.minimum)
+
+
+def rank_filter(image: np.ndarray, window: int, op) -> np.ndarray:
+    """A square `window`-wide max or min filter (`op`: np.maximum or np.minimum), edges extended. Separable, and in
+    log2(window) passes per axis: a window of 2w is two overlapping windows of w."""
+    for axis in (0, 1):
+        x = np.moveaxis(np.pad(image, [(window // 2, (window - 1) // 2) if a == axis else (0, 0) for a in (0, 1)],
+                               mode="edge"), axis, 0)
+        n, width = x.shape[0] - window + 1, 1
+        while 2 * width <= window:
+            x = op(x[:-width], x[width:])
+            width *= 2
+        image = np.moveaxis(op(x[:n], x[window - width:window - width + n]), 0, axis)
+    return image
+
+
+def box_blur(image: np.ndarray, window: int) -> np.ndarray:
+    """A separable `window`-wide mean filter, edges extended."""
+    for axis in (0, 1):
+        x = np.moveaxis(np.pad(image, [(window // 2, window // 2) if a == axis else (0, 0) for a in (0, 1)],
+                               mode="edge"), axis, 0)
+        n = x.shape[0] - window + 1
+        image = np.moveaxis(sum(x[i:i + n] for i in range(window)) / window, 0, axis)
+    return image
+
+
+# --- the digit among specks, lines and edges -----------------------------------------------------------------------
+
+def find_digit(dark: np.ndarray, found: np.ndarray, noise_floor: float | None = None) -> Stages:
+    """Darkness (or canvas ink) [h, w] -> the stages. `noise_floor`: darkness that is surely paper (default: from
+    the image's own noise)."""
+    level = box_blur(dark, GRAIN)  # for finding the digit: grain and sensor noise even out, strokes stay
+    if noise_floor is None:
+        median = float(np.median(level))
+        spread = 1.4826 * float(np.median(np.abs(level - median)))
+        noise_floor = max(MIN_CONTRAST, median + NOISE_SIGMAS * spread)
+    if float(level.max()) < noise_floor + MIN_CONTRAST:
+        raise NoDigit("it looks blank: no ink stands out from the background")
+    # First find the digit's ink level among everything darker than the paper, then find the digit again among
+    # what is dark enough to be its ink: ruled lines and paper texture fall out the second time.
+    kept = digit_mask(level > noise_floor, level)
+    stroke_level = float(np.percentile(level[kept], INK_PERCENTILE))
+    kept = digit_mask(level > max(noise_floor, MASK_INK * stroke_level), level)
+    # The faint edges of the strokes, down to the noise floor, belong to the digit too: whatever is connected to
+    # its ink above the floor, near it.
+    labels, _ = label(level > noise_floor)
+    near = rank_filter(kept, 2 * round(EDGE_REACH * max(level.shape)) + 1, np.maximum)
+    digit = np.isin(labels, np.unique(labels[kept])) & near
+    # Unsmoothed: the reduction to 20 px averages noise away, and keeps MNIST-like inputs exactly as they are.
+    ink_level = float(np.percentile(dark[kept], INK_PERCENTILE))
+    ink = np.clip((dark - noise_floor) / max(ink_level - noise_floor, 1e-6), 0.0, 1.0) * digit
+    if np.mean(ink > 0.5) > MAX_INK_FRACTION:
+        raise NoDigit("it is mostly ink: draw or photograph one digit on a plain background")
+    return Stages(found=shrink(found, PREVIEW_SIDE), ink=shrink(ink, PREVIEW_SIDE), image=to_mnist(ink))
+
+
+def digit_mask(mask: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """The connected components of `mask` that make up the digit: the one with the most ink, near the centre (what
+    touches the frame's edge -- the sheet's edge, a desk, ruled lines, a shadow -- counts for little), and the parts
+    near it with a share of ink of their own, of the same pen, not touching the frame's edge unless it does."""
+    labels, count = label(rank_filter(mask, 3, np.maximum))  # bridge grainy strokes
+    if count == 0:
+        raise NoDigit("it looks blank: no ink stands out from the background")
+    h, w = mask.shape
+    index = labels.ravel()
+    inside = index > 0
+    mass = np.bincount(index[inside], (level.ravel() * mask.ravel())[inside], count + 1)
+    rows, cols = np.divmod(np.flatnonzero(inside), w)
+    top = np.full(count + 1, h)
+    left = np.full(count + 1, w)
+    bottom = np.full(count + 1, -1)
+    right = np.full(count + 1, -1)
+    np.minimum.at(top, index[inside], rows)
+    np.minimum.at(left, index[inside], cols)
+    np.maximum.at(bottom, index[inside], rows)
+    np.maximum.at(right, index[inside], cols)
+    edge = (top == 0) | (left == 0) | (bottom == h - 1) | (right == w - 1)
+    centre_y, centre_x = (top + bottom) / 2 / h - 0.5, (left + right) / 2 / w - 0.5
+    darkness = mass / np.maximum(np.bincount(index[inside], mask.ravel()[inside], count + 1), 1)
+    score = mass * np.where(edge, EDGE_WEIGHT, 1.0) / (1 + centre_y**2 + centre_x**2)
+    score[0] = -1
+    main = int(np.argmax(score))
+    chosen = {main}
+    box = [top[main], left[main], bottom[main], right[main]]
+    grew = True
+    while grew:
+        grew = False
+        reach = PART_GAP * max(box[2] - box[0] + 1, box[3] - box[1] + 1)
+        for part in np.flatnonzero((mass >= PART_MASS * mass[main]) & (darkness >= PART_DARKNESS * darkness[main])):
+            if part in chosen or part == 0 or (edge[part] and not edge[main]):
+                continue
+            gap = max(top[part] - box[2], box[0] - bottom[part], left[part] - box[3], box[1] - right[part], 0)
+            if gap <= reach:
+                chosen.add(int(part))
+                box = [min(box[0], top[part]), min(box[1], left[part]), max(box[2], bottom[part]),
+                       max(box[3], right[part])]
+                grew = True
+    return np.isin(labels, list(chosen)) & mask
+
+
+def label(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected components (8-neighbourhood) of a boolean [h, w] mask -> labels 1..count (0: background), count.
+
+    Runs of ink along each row are the nodes; runs that touch in adjacent rows are joined by propagating the
+    smallest run index to a fixed point, with pointer jumping, all in NumPy."""
+    h, w = mask.shape
+    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    start_rows, starts = np.nonzero(edges == 1)
+    _, ends = np.nonzero(edges == -1)  # exclusive; same order as the starts (row-major)
+    runs = len(starts)
+    if runs == 0:
+        return np.zeros((h, w), np.int32), 0
+    stride = w + 2
+    start_keys = start_rows * stride + starts
+    end_keys = start_rows * stride + ends
+    # For each run, the runs of the row above that touch it (diagonals included) form a contiguous range.
+    above = start_rows - 1
+    first = np.searchsorted(end_keys, above * stride + starts, side="left")
+    last = np.searchsorted(start_keys, above * stride + ends, side="right")
+    counts = np.maximum(last - first, 0)
+    below = np.repeat(np.arange(runs), counts)
+    upper = np.repeat(first, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+    parent = np.arange(runs)
+    while True:
+        low = np.minimum(parent[below], parent[upper])
+        new = parent.copy()
+        np.minimum.at(new, below, low)
+        np.minimum.at(new, upper, low)
+        new = new[new]
+        new = new[new]
+        if np.array_equal(new, parent):
+            break
+        parent = new
+    roots, run_labels = np.unique(parent, return_inverse=True)
+    labels = np.zeros((h, w + 1), np.int32)
+    lengths = ends - starts
+    flat_starts = start_rows * (w + 1) + starts
+    # Fill each run: +label at its start, -label at its end, then a cumulative sum along the row.
+    np.add.at(labels.ravel(), flat_starts, run_labels + 1)
+    np.add.at(labels.ravel(), flat_starts + lengths, -(run_labels + 1))
+    return np.cumsum(labels, axis=1)[:, :w], len(roots)
+
+
+# --- MNIST's own steps ----------------------------------------------------------------------------------------------
+
+def to_mnist(ink: np.ndarray) -> np.ndarray:
+    """[h, w] normalised ink (white on black, the digit alone) -> [28, 28] float32 MNIST-style."""
     ink = np.asarray(ink, np.float32)
-    floor = float(np.median(border(ink)))  # the background's level: 0 for the canvas, paper grey for a photo
-    span = float(ink.max()) - floor
-    if span < MIN_CONTRAST:
-        return None
-    ink = np.clip((ink - floor) / span, 0.0, 1.0)
     rows, cols = np.nonzero(ink > INK_THRESHOLD)
+    if len(rows) == 0:
+        raise NoDigit("it looks blank: no ink stands out from the background")
     crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    if max(crop.shape) ** 2 < MIN_ELONGATION * np.sum(crop > 0.5):
+        raise NoDigit("it is only a dot: draw the whole digit, large")
 
     h, w = crop.shape
-    scale = BOX / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    # BOX averages every source pixel into the small image (MNIST's anti-aliasing); it cannot enlarge smoothly
-    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
-    small = np.asarray(Image.fromarray(crop).resize(size, resample), np.float32)
-    small = np.clip(small, 0.0, 1.0)
+    scale = STROKE_SCALE * BOX / max(h, w)
+    large = widen_strokes(resize(crop, (max(1, round(h * scale)), max(1, round(w * scale)))))
+    small = np.clip(resize(large, (max(1, round(h * scale / STROKE_SCALE)), max(1, round(w * scale / STROKE_SCALE)))),
+                    0.0, 1.0)
 
     # Place the 20 px box so that its centre of mass lands on pixel (14, 14) -- MNIST's own convention: upscaled
     # MNIST test digits come back through this function with a correlation > 0.99 -- kept wholly inside the field.
@@ -122,3 +400,16 @@ def to_mnist(ink: np.ndarray) -> np.ndarray | None:
     out = np.zeros((SIZE, SIZE), np.float32)
     out[top:top + small.shape[0], left:left + small.shape[1]] = small
     return out
+
+
+def widen_strokes(ink: np.ndarray) -> np.ndarray:
+    """A thin pen photographed large comes out of size normalisation as 1 px hairlines MNIST never had: strokes
+    thinner than MNIST's thinnest (width ~ 2 x area / boundary) are widened by a max filter to its usual width."""
+    solid = ink > 0.5
+    padded = np.pad(solid, 1)
+    interior = solid & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    boundary = np.sum(solid & ~interior)
+    width = 2 * np.sum(solid) / max(boundary, 1)
+    if boundary == 0 or width >= MIN_STROKE:
+        return ink
+    return rank_filter(ink, int(round(STROKE - width)) | 1, np.maximum)

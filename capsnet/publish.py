@@ -1,9 +1,12 @@
-"""Ship a finished run as the pretrained model: `python -m capsnet.publish RUN_DIR`.
+"""Ship a finished run as a model in assets/: `python -m capsnet.publish RUN_DIR [--baseline]`.
 
-Saves the run's final model as `assets/capsnet.keras` and writes `assets/model_card.json`: the command,
-config, epochs, test accuracy and error on all 10,000 MNIST test images (measured here, through the same loading
-path the app uses), per-class accuracy, the data's source and fingerprint, training time, device, sessions and the
-git commit of the training code.
+Saves the run's final model as `assets/capsnet.keras` (with `--baseline`, a CNN run, as `assets/cnn.keras`) and writes
+its card, `assets/model_card.json` (`assets/cnn_card.json`): the command, config, parameter count, epochs, test
+accuracy and error on all 10,000 test images (measured here, through the same loading path the app uses), per-class
+accuracy, accuracy under affine transformations (`capsnet.affine`: what the Robustness page shows), the data's
+source and fingerprint, training time, device, sessions and the git commit of the training code.
+`python -m capsnet.publish --sweeps-only [--baseline]` measures the affine sweeps of the shipped model again and
+writes them into its card, leaving the rest of the card as it is.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from capsnet.affine import SWEEP_DIGITS, accuracy_sweeps
 from capsnet.data import Dataset, load_dataset
-from capsnet.evaluate import accuracy_report, predict_all
-from capsnet.inference import PRETRAINED_CARD, PRETRAINED_MODEL, load_capsnet
+from capsnet.evaluate import accuracy_report, class_scores
+from capsnet.imaging import to_uint8
+from capsnet.inference import BASELINE_CARD, BASELINE_MODEL, PRETRAINED_CARD, PRETRAINED_MODEL, load_network
 from capsnet.model import save_model
 from capsnet.rundir import RunDir
 
@@ -31,18 +36,27 @@ def data_fingerprint(data: Dataset) -> str:
     return digest.hexdigest()
 
 
-def model_card(run: RunDir, report: dict, data: Dataset, model_name: str) -> dict:
+def affine_card_entries(net, data: Dataset, digits: int = SWEEP_DIGITS) -> dict:
+    """The card's accuracy under each affine sweep (capsnet.affine) on the first `digits` test digits."""
+    sweeps = accuracy_sweeps(lambda batch: class_scores(net, to_uint8(batch)), data.x_test[:digits],
+                             data.y_test[:digits])
+    return {"affine_sweeps": sweeps, "affine_sweeps_test_digits": digits}
+
+
+def model_card(run: RunDir, report: dict, data: Dataset, model_name: str, parameters: int, robustness: dict) -> dict:
     config = run.read_config()
     status = run.read_raw_status()
     epochs = run.epoch_records()
     sessions = status.get("sessions", [])
     commits = sorted({s["git_commit"] for s in sessions if s.get("git_commit")})
+    kind = "--model cnn " if config.get("model", {}).get("kind") == "cnn" else ""
     return {
         "model": model_name,
-        "command": f"python -m capsnet train --save_dir {run.name}",
+        "command": f"python -m capsnet train {kind}--save_dir {run.name}",
         # Each later session continued the same run where the previous one was stopped.
         "resume_command": f"python -m capsnet train --resume --save_dir {run.name}" if len(sessions) > 1 else None,
         "config": config,
+        "parameters": parameters,
         "epochs_trained": len(epochs),
         "test_accuracy": report["accuracy"],
         "test_error_percent": round(100 * report["error"], 4),
@@ -51,6 +65,7 @@ def model_card(run: RunDir, report: dict, data: Dataset, model_name: str) -> dic
         "per_class_accuracy": report["per_class_accuracy"],
         # As in the reference, the validation set during training is the MNIST test set.
         "best_val_accuracy": max((e.get("val_accuracy", 0) for e in epochs), default=None),
+        **robustness,
         "data": {"dataset": config.get("dataset", "mnist"), "source": data.source,
                  "sha256_of_arrays": data_fingerprint(data)},
         "training": {
@@ -64,29 +79,47 @@ def model_card(run: RunDir, report: dict, data: Dataset, model_name: str) -> dic
     }
 
 
-def publish(run_dir: str | Path, model_path: Path = PRETRAINED_MODEL, card_path: Path = PRETRAINED_CARD) -> dict:
+def publish(run_dir: str | Path, model_path: Path = PRETRAINED_MODEL, card_path: Path = PRETRAINED_CARD,
+            sweep_digits: int = SWEEP_DIGITS) -> dict:
     run = RunDir(run_dir)
     final = run.best_model() if run.read_raw_status().get("state") == "finished" else None
     if final is None:
         raise FileNotFoundError(f"{run.path} holds no final model: the run has not finished")
     config = run.read_config()
     data = load_dataset(config.get("dataset", "mnist"))
-    net = load_capsnet(final)
-    lengths, _, _ = predict_all(net, data.x_test)
-    report = accuracy_report(lengths, data.y_test)
+    net = load_network(final)
+    report = accuracy_report(class_scores(net, data.x_test), data.y_test)
     save_model(net, model_path)
-    card = model_card(run, report, data, model_path.name)
+    card = model_card(run, report, data, model_path.name, net.eval.count_params(),
+                      affine_card_entries(net, data, sweep_digits))
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def remeasure_sweeps(model_path: Path, card_path: Path) -> dict:
+    card = json.loads(card_path.read_text())
+    data = load_dataset(card.get("config", {}).get("dataset", "mnist"))
+    card.update(affine_card_entries(load_network(model_path), data))
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return card
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Ship a finished run as the pretrained model in assets/.")
-    parser.add_argument("run_dir", type=Path)
+    parser = argparse.ArgumentParser(description="Ship a finished run as a model in assets/.")
+    parser.add_argument("run_dir", type=Path, nargs="?")
+    parser.add_argument("--baseline", action="store_true", help="the baseline CNN: assets/cnn.keras")
+    parser.add_argument("--sweeps-only", action="store_true", help="re-measure the shipped model's affine sweeps")
     args = parser.parse_args()
-    card = publish(args.run_dir)
+    model_path, card_path = (BASELINE_MODEL, BASELINE_CARD) if args.baseline else (PRETRAINED_MODEL, PRETRAINED_CARD)
+    if args.sweeps_only:
+        card = remeasure_sweeps(model_path, card_path)
+        print(json.dumps(card["affine_sweeps"]))
+        return
+    if args.run_dir is None:
+        parser.error("give the run directory to publish (or --sweeps-only)")
+    card = publish(args.run_dir, model_path, card_path)
     print(f"test error {card['test_error_percent']:.2f}% ({card['test_errors']} of {card['test_images']}) "
-          f"after {card['epochs_trained']} epochs -> {PRETRAINED_MODEL}")
+          f"after {card['epochs_trained']} epochs -> {model_path}")
 
 
 if __name__ == "__main__":

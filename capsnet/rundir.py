@@ -4,13 +4,16 @@
     <run>/status.json                   state, pid, epoch, message; replaced atomically (temp file + rename)
     <run>/metrics.jsonl                 one JSON object per `log_every` steps ("kind": "step") and per epoch ("epoch")
     <run>/log.csv, log.png              per-epoch losses, accuracies and learning rate, regenerated from metrics.jsonl
-    <run>/checkpoints/last.weights.h5   training state after the last completed epoch (or graceful stop): weights and
-                                        optimizer, what --resume loads (the architecture is config.json's)
+    <run>/checkpoints/last.weights.h5   training state after the last completed epoch (or graceful stop): weights,
+                                        optimizer and, in the same file, the epochs it covers; what --resume loads
+                                        (the architecture is config.json's)
     <run>/checkpoints/best.keras        the model with the best validation accuracy so far
-    <run>/checkpoints/state.json        epochs completed, best validation accuracy
     <run>/trained_model.keras           the final model (architecture and weights; `capsnet.inference.load_capsnet`)
     <run>/stdout.log                    the process's output, when launched by the app
     <run>/tensorboard/                  TensorBoard logs (with --debug)
+
+Files are replaced whole (written aside, then renamed) and metrics.jsonl grows by appended lines (readers skip a torn
+last one), so a process killed at any moment leaves a run that `--resume` continues, losing at most one epoch.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ import os
 import re
 import tempfile
 import time
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import h5py
 
 REPO = Path(__file__).resolve().parent.parent
 STATES = ("queued", "running", "stopping", "finished", "stopped", "failed", "interrupted")
@@ -32,6 +39,7 @@ RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 EPOCH_COLUMNS = ("epoch", "loss", "margin_loss", "recon_loss", "accuracy",
                  "val_loss", "val_margin_loss", "val_recon_loss", "val_accuracy", "lr", "seconds")
+CHECKPOINT_STATE = "capsnet_training_state"  # the attribute of last.weights.h5 that says what it covers
 
 
 def runs_root() -> Path:
@@ -41,14 +49,19 @@ def runs_root() -> Path:
 
 
 def validate_run_name(name: str) -> str:
-    """Run names become folder names: letters, digits, '_', '-', '.'; no separators, no '..'."""
-    if not RUN_NAME.match(name) or ".." in name:
+    """Run names become folder names: letters, digits, '_', '-', '.'; no separators, no '..', no line break (which
+    `$` would let through at the end: hence fullmatch)."""
+    if not RUN_NAME.fullmatch(name) or ".." in name:
         raise ValueError(f"invalid run name {name!r}: use letters, digits, '_', '-' or '.' (at most 80), no '..'")
     return name
 
 
 def new_run_name(label: str = "") -> str:
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", label).strip("-")[:40]
+    """`<timestamp>-<label>`, the label made a safe part of one folder name whatever was typed: accents dropped
+    ("ü" -> "u"), every run of other characters (separators, dots, NUL, line breaks, other scripts) one '-', at
+    most 40 characters; a label with nothing left is just the timestamp."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", label) if not unicodedata.combining(c))
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", plain).strip("-")[:40]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return validate_run_name(f"{stamp}-{slug}" if slug else stamp)
 
@@ -113,7 +126,6 @@ class RunDir:
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
     last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.weights.h5")
     best_checkpoint = property(lambda self: self.path / "checkpoints" / "best.keras")
-    checkpoint_state_file = property(lambda self: self.path / "checkpoints" / "state.json")
     final_model = property(lambda self: self.path / "trained_model.keras")
     tensorboard_dir = property(lambda self: self.path / "tensorboard")
 
@@ -174,9 +186,13 @@ class RunDir:
             f.flush()
 
     def truncate_metrics(self, epochs_completed: int) -> None:
-        """Drop records of epochs not covered by the checkpoint, so a resumed run logs them once."""
-        kept = [r for r in self.read_metrics() if r.get("epoch", 0) < epochs_completed]
+        """Drop records of epochs not covered by the checkpoint (and a torn last line), so a resumed run logs them
+        once; log.csv follows when it loses an epoch."""
+        records = self.read_metrics()
+        kept = [r for r in records if r.get("epoch", 0) < epochs_completed]
         atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
+        if any(r.get("kind") == "epoch" and r.get("epoch", 0) >= epochs_completed for r in records):
+            self.write_epoch_log()
 
     def write_epoch_log(self) -> None:
         """log.csv (and log.png, if matplotlib is installed) from the epoch records."""
@@ -187,6 +203,8 @@ class RunDir:
         atomic_write_text(self.log_csv, "\n".join(buffer) + "\n")
         if epochs:
             plot_epoch_log(epochs, self.log_png)
+        else:  # a run that starts over
+            self.log_png.unlink(missing_ok=True)
 
     def read_log_csv(self) -> list[dict[str, float]]:
         if not self.log_csv.is_file():
@@ -206,11 +224,36 @@ class RunDir:
         return "\n".join([line for line in shown if line.strip()][-lines:])
 
     # checkpoints -------------------------------------------------------------------------------------------
+    def save_checkpoint(self, save_weights: Callable[[Path], Any], epochs_completed: int,
+                        best_val_accuracy: float) -> None:
+        """Write last.weights.h5 (`save_weights`, the model's own) with what it covers inside it, as an attribute:
+        one file, written aside and then renamed, so that a process killed at any moment leaves the old checkpoint
+        or the new one, never new weights with an old epoch count."""
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        partial = self.checkpoint_dir / ".last.part.weights.h5"
+        save_weights(partial)
+        with h5py.File(partial, "r+") as f:
+            f.attrs[CHECKPOINT_STATE] = json.dumps(
+                {"epochs_completed": epochs_completed, "best_val_accuracy": best_val_accuracy})
+        partial.replace(self.last_checkpoint)
+
     def checkpoint_state(self) -> dict[str, Any]:
+        """{"epochs_completed", "best_val_accuracy"} of the last checkpoint; {} without one. (Earlier versions kept
+        them beside the weights, in state.json.)"""
         try:
-            return json.loads(self.checkpoint_state_file.read_text())
+            with h5py.File(self.last_checkpoint, "r") as f:
+                return json.loads(f.attrs[CHECKPOINT_STATE])
+        except (OSError, KeyError):
+            pass
+        try:
+            return json.loads((self.checkpoint_dir / "state.json").read_text())
         except (OSError, json.JSONDecodeError):
             return {}
+
+    def remove_partial_checkpoints(self) -> None:
+        """Delete what a process killed while writing a checkpoint left: its temporary `.<name>.part.*` file."""
+        for partial in self.checkpoint_dir.glob(".*.part.*"):
+            partial.unlink(missing_ok=True)
 
     def best_model(self) -> Path | None:
         """The model a user would pick from this run: the final one, else the best checkpoint so far (runs of
@@ -241,7 +284,7 @@ def list_runs(root: str | Path | None = None) -> list[RunDir]:
     root = Path(root or runs_root())
     if not root.is_dir():
         return []
-    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and RUN_NAME.match(p.name)]
+    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and RUN_NAME.fullmatch(p.name)]
     return sorted((r for r in runs if r.exists()), key=lambda r: r.name, reverse=True)
 
 

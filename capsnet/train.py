@@ -9,7 +9,7 @@ cluster only the chief writes the run directory.
 from __future__ import annotations
 
 import contextlib
-import json
+import math
 import os
 import signal
 import subprocess
@@ -20,11 +20,12 @@ from typing import Any
 import keras
 
 from capsnet import backend, distribute
+from capsnet.baseline import compile_baseline
 from capsnet.config import TrainConfig
 from capsnet.data import Dataset, load_dataset
-from capsnet.inference import load_capsnet
+from capsnet.inference import load_network
 from capsnet.losses import compile_for_training, rename_logs
-from capsnet.model import CapsNet, build_capsnet, save_model
+from capsnet.model import CapsNet, build_network, save_model
 from capsnet.pipeline import TrainingBatches, model_inputs
 from capsnet.rundir import RunDir, atomic_write_text
 
@@ -54,14 +55,48 @@ class GracefulStop(keras.callbacks.Callback):
             signal.signal(sig, handler)
 
 
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite: nothing can be learned from these weights any more."""
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stops training at the first step whose loss is NaN or infinite, and keeps what happened in `failure`.
+
+    Unlike Keras's `TerminateOnNaN` it also looks at the validation loss, where an update in an epoch's last step
+    shows first, and it leaves the failure to be reported: `RunRecorder` writes no checkpoint of the broken weights,
+    `fit` raises it.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.failure: str | None = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss) and self.failure is None:
+            self.failure = f"loss became {loss} at epoch {self.epoch + 1}, step {batch + 1}"
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        val_loss = float((logs or {}).get("val_loss", 0.0))
+        if not math.isfinite(val_loss) and self.failure is None:
+            self.failure = f"validation loss became {val_loss} at epoch {epoch + 1}"
+            self.model.stop_training = True
+
+
 class RunRecorder(keras.callbacks.Callback):
     """Writes metrics.jsonl, log.csv/png, status.json and the checkpoints of a run directory."""
 
-    def __init__(self, run: RunDir, net: CapsNet, config: TrainConfig, steps_per_epoch: int, stop: GracefulStop):
+    def __init__(self, run: RunDir, net: CapsNet, config: TrainConfig, steps_per_epoch: int, stop: GracefulStop,
+                 divergence: StopOnDivergence):
         super().__init__()
         self.run, self.net, self.config = run, net, config
         self.steps_per_epoch = steps_per_epoch
-        self.stop = stop
+        self.stop, self.divergence = stop, divergence
         self.best_val_accuracy = run.checkpoint_state().get("best_val_accuracy", -1.0)
         self.epoch = 0
         self.steps_done = 0
@@ -103,6 +138,8 @@ class RunRecorder(keras.callbacks.Callback):
                               steps_per_epoch=self.steps_per_epoch, samples_per_sec=samples_per_sec)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.divergence.failure:
+            return  # the weights are broken: the last checkpoint stays the last good one
         if self.stop.requested and self.steps_done < self.steps_per_epoch:
             # An unfinished epoch: keep its weights and optimizer state, but count it as not done.
             self.save_checkpoint(epochs_completed=epoch)
@@ -119,12 +156,8 @@ class RunRecorder(keras.callbacks.Callback):
         self.save_checkpoint(epochs_completed=epoch + 1)
 
     def save_checkpoint(self, epochs_completed: int) -> None:
-        self.run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        partial = self.run.checkpoint_dir / ".last.part.weights.h5"
-        self.model.save_weights(partial)  # model and optimizer state
-        partial.replace(self.run.last_checkpoint)
-        atomic_write_text(self.run.checkpoint_state_file, json.dumps(
-            {"epochs_completed": epochs_completed, "best_val_accuracy": self.best_val_accuracy}))
+        # Model and optimizer state, and the epochs they cover, in one file that replaces the last one whole.
+        self.run.save_checkpoint(self.model.save_weights, epochs_completed, self.best_val_accuracy)
 
 
 # --- the recipe -----------------------------------------------------------------------------------------------
@@ -161,6 +194,7 @@ def train(config: TrainConfig, save_dir: str | Path, resume: bool = False, weigh
 def train_into(run: RunDir, config: TrainConfig, resume: bool, weights: str | None, distribution: Any,
                data: Dataset | None, verbose: int) -> CapsNet:
     run.path.mkdir(parents=True, exist_ok=True)
+    run.remove_partial_checkpoints()  # a killed predecessor's unfinished write
     atomic_write_text(run.config_file, config.to_json())
     previous = run.read_raw_status()
     device = backend.describe_device()
@@ -174,7 +208,8 @@ def train_into(run: RunDir, config: TrainConfig, resume: bool, weights: str | No
     try:
         net = fit(config, run, resume, weights, distribution, data, verbose)
     except BaseException as error:
-        run.write_status("failed", message=f"{type(error).__name__}: {error}"[:500])
+        message = str(error) if isinstance(error, TrainingDiverged) else f"{type(error).__name__}: {error}"
+        run.write_status("failed", message=message[:500])
         raise
     return net
 
@@ -185,35 +220,42 @@ def fit(config: TrainConfig, run: RunDir, resume: bool, weights: str | None, dis
     data = (data or load_dataset(config.dataset)).subset(config.subset)
     num_classes = config.model.num_classes
     initial_epoch = run.checkpoint_state().get("epochs_completed", 0) if resume else 0
-    # Under a distribution batch_size is the global batch, split across the replicas.
-    batches = TrainingBatches(data.x_train, data.y_train, config.batch_size, config.shift_fraction, config.seed,
-                              first_epoch=initial_epoch, num_classes=num_classes)
-    validation = model_inputs(data.x_test, data.y_test, num_classes)
-    steps_per_epoch = batches.steps_per_epoch
-
     # Everything inside the scope: TensorFlow's strategies place the variables there, and JAX's distribution shards
     # the batches of `fit` while it is the active one.
     with distribution.scope() if distribution is not None else contextlib.nullcontext():
-        net = build_capsnet(config.model, config.precision)
-        compile_for_training(net.train, config.lr, config.lam_recon)
+        net = build_network(config.model, config.precision)
+        if isinstance(net, CapsNet):
+            compile_for_training(net.train, config.lr, config.lam_recon)
+        else:  # the baseline CNN: the same optimizer and schedule, its own loss
+            compile_baseline(net.train, config.lr)
+        # Under a distribution batch_size is the global batch, split across the replicas.
+        batches = TrainingBatches(data.x_train, data.y_train, config.batch_size, config.shift_fraction, config.seed,
+                                  first_epoch=initial_epoch, num_classes=num_classes, example=net.training_example)
+        validation = model_inputs(data.x_test, data.y_test, num_classes, net.training_example)
+        steps_per_epoch = batches.steps_per_epoch
         run.truncate_metrics(initial_epoch)  # what a stopped or killed process logged after its checkpoint
         if resume:
             restore_training_state(net.train, run.last_checkpoint)
-        elif weights:  # start from a trained model: any file load_capsnet reads, of this architecture
-            net.eval.set_weights(load_capsnet(weights).eval.get_weights())
+        elif weights:  # start from a trained model: any file load_network reads, of this architecture
+            net.eval.set_weights(load_network(weights).eval.get_weights())
 
-        stop = GracefulStop()
+        stop, divergence = GracefulStop(), StopOnDivergence()
         callbacks = [
             keras.callbacks.LearningRateScheduler(lambda epoch: config.lr * config.lr_decay ** epoch),
             stop,
-            RunRecorder(run, net, config, steps_per_epoch, stop),
+            divergence,
+            RunRecorder(run, net, config, steps_per_epoch, stop, divergence),
         ]
         if config.debug:
             callbacks.append(keras.callbacks.TensorBoard(str(run.tensorboard_dir), histogram_freq=1))
         if initial_epoch < config.epochs:
-            net.train.fit(batches, steps_per_epoch=steps_per_epoch, validation_data=validation,
+            net.train.fit(batches, steps_per_epoch=steps_per_epoch, shuffle=False, validation_data=validation,
                           validation_batch_size=config.batch_size, epochs=config.epochs,
                           initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+    if divergence.failure:
+        kept = run.checkpoint_state().get("epochs_completed")
+        raise TrainingDiverged(divergence.failure + ("; there is no checkpoint yet" if kept is None else
+                                                     f"; the last good checkpoint (epoch {kept}) is kept"))
     if stop.requested:
         run.write_status("stopped", message="stopped by request; resume continues from the last checkpoint")
         return net

@@ -12,14 +12,14 @@ st.title("Draw a digit")
 from capsnet.explorer import figures, picker, state, views
 from capsnet.explorer.canvas import drawing_canvas
 from capsnet.explorer.explore import coupling_map
-from capsnet.preprocess import IMAGE_TYPES, UnreadableImage, from_canvas, from_upload
+from capsnet.preprocess import IMAGE_TYPES, PreprocessError, Stages, UnreadableImage, canvas_stages, upload_stages
 
 model = picker.require_model()
 
 
-def read_input() -> tuple[np.ndarray | None, str | None]:
-    """The canvas and the uploader; an uploaded image, while there is one, wins. Returns the 28x28 input (None if
-    there is none) and what went wrong, if anything, for the user."""
+def read_input() -> tuple[Stages | None, str | None]:
+    """The canvas and the uploader; an uploaded image, while there is one, wins. Returns what the preprocessing made
+    of it (None if there is no input) and what went wrong, if anything, as one line for the user."""
     pixels = drawing_canvas()
     st.caption("White ink on black, like MNIST: draw one digit, large, in the middle. The canvas' toolbar undoes "
                "and redoes strokes; Clear starts again.")
@@ -27,11 +27,17 @@ def read_input() -> tuple[np.ndarray | None, str | None]:
     if upload is not None:
         st.caption("Using the uploaded image: remove it (×) to draw again.")
         try:
-            image = from_upload(upload.getvalue())
+            return upload_stages(upload.getvalue()), None
         except UnreadableImage as error:
             return None, f"Could not read {upload.name}: {error}."
-        return image, None if image is not None else f"No digit found in {upload.name}: it looks blank."
-    return (from_canvas(pixels) if pixels is not None else None), None
+        except PreprocessError as error:
+            return None, f"No digit found in {upload.name}: {error}."
+    if pixels is None:
+        return None, None
+    try:
+        return canvas_stages(pixels), None
+    except PreprocessError as error:
+        return None, f"No digit on the canvas: {error}."
 
 
 # Canvas, uploader and results rerun together, and alone: a stroke does not rerun the sidebar or the page around it.
@@ -39,14 +45,19 @@ def read_input() -> tuple[np.ndarray | None, str | None]:
 def draw_and_predict(model: picker.ActiveModel) -> None:
     left, right = st.columns([1, 1.4], gap="large")
     with left:
-        image, problem = read_input()
+        stages, problem = read_input()
+        if stages is not None:
+            st.caption("How the input was read: as found, and the ink kept as the digit (then cropped, scaled to "
+                       "20 px and centred: what the model sees, on the right).")
+            views.show_stages(stages)
     with right:
         if problem:
             st.warning(problem)
-        if image is None:
+        if stages is None:
             if not problem:
                 st.info("Draw a digit on the canvas (or upload an image) to see what the capsules make of it.")
             return
+        image = stages.image
         prediction = model.predictor.predict(image)
         st.session_state[state.DRAWING] = image  # the Latent page can start from this drawing
         digit = prediction.digit

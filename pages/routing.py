@@ -11,7 +11,7 @@ st.title("Routing by agreement")
 # After the title: these start TensorFlow.
 from capsnet.explorer import explore, figures, picker, resources, state, views
 from capsnet.imaging import to_float
-from capsnet.preprocess import IMAGE_TYPES, from_upload
+from capsnet.preprocess import IMAGE_TYPES, PreprocessError, from_upload
 
 model = picker.require_model()
 config = model.predictor.net.config
@@ -41,13 +41,10 @@ def choose_image() -> tuple[np.ndarray | None, str]:
         if upload is None:
             return None, ""
         try:
-            image = from_upload(upload.getvalue())
-        except ValueError as error:  # the preprocessing's own errors: unreadable, blank
+            return from_upload(upload.getvalue()), upload.name
+        except PreprocessError as error:  # unreadable, blank, too large: one line for the user
             st.warning(f"Could not use {upload.name}: {error}.")
             return None, ""
-        if image is None:
-            st.warning(f"No digit found in {upload.name}: it looks blank.")
-        return image, upload.name
     label = pick[1].selectbox("Class", range(10), key=state.ROUTING_CLASS)
     of_class = np.flatnonzero(digits.labels == label)
     if st.session_state.get(state.ROUTING_POSITION, 0) >= len(of_class):

@@ -49,7 +49,8 @@ def launch_form(root) -> None:
         st.markdown("**New run**")
         c = st.columns(5)
         label = c[0].text_input("Label", f"r{d['routings']}", max_chars=40, key=state.TRAIN_FORM + "label",
-                                help="The run is named `<timestamp>-<label>` under the runs folder.")
+                                help="The run is named `<timestamp>-<label>` under the runs folder; the label keeps "
+                                     "letters, digits, `-` and `_` (anything else becomes `-`).")
         params = {
             "dataset": c[1].selectbox("Dataset", DATASETS, index=DATASETS.index(d["dataset"]),
                                       key=state.TRAIN_FORM + "dataset"),

@@ -39,8 +39,10 @@ def test_publish_writes_a_model_file_and_a_truthful_card(mnist, tmp_path):
     data = Dataset(mnist.x_train[:200], mnist.y_train[:200], mnist.x_test[:100], mnist.y_test[:100], mnist.source)
     train(TrainConfig(epochs=1, batch_size=50), run, data=data, verbose=0)
     model, card_path = tmp_path / "assets" / "capsnet.keras", tmp_path / "assets" / "model_card.json"
-    card = publish(run, model, card_path)
+    card = publish(run, model, card_path, sweep_digits=20)
     assert model.is_file() and json.loads(card_path.read_text()) == card and card["model"] == "capsnet.keras"
+    assert card["parameters"] == 8215568 and card["affine_sweeps_test_digits"] == 20
+    assert set(card["affine_sweeps"]) == {"rotation", "scale", "shear", "translation"}
     assert card["epochs_trained"] == 1 and card["test_images"] == 10000
     assert card["training"]["sessions"] == 1 and card["config"]["batch_size"] == 50
     lengths, _, _ = predict_all(load_capsnet(model), mnist.x_test)

@@ -97,13 +97,6 @@ def test_bad_flags_give_one_line(args, fragment):
     assert_one_line_error(capsnet(*args), fragment)
 
 
-def test_bad_model_files_give_one_line(tmp_path):
-    corrupt = tmp_path / "corrupt.weights.h5"
-    corrupt.write_bytes(b"\x89HDF\r\n garbage")
-    assert_one_line_error(capsnet("test", "-w", corrupt), "not a readable CapsNet model file")
-    assert_one_line_error(capsnet("test", "-w", tmp_path / "missing.keras"), "not found")
-
-
 def test_bare_weights_load_only_where_their_run_says_what_they_fit(trained_run, tmp_path):
     """Runs of earlier versions hold bare .weights.h5 files: their config.json tells the architecture."""
     from capsnet.inference import load_capsnet
@@ -114,7 +107,3 @@ def test_bare_weights_load_only_where_their_run_says_what_they_fit(trained_run, 
     assert result.returncode == 0 and "test error:" in result.stdout, result.stderr[-3000:]
     (tmp_path / "loose.weights.h5").write_bytes((run / "legacy.weights.h5").read_bytes())
     assert_one_line_error(capsnet("test", "-w", tmp_path / "loose.weights.h5"), "nothing says which architecture")
-
-
-def test_resume_without_a_run_gives_one_line(tmp_path):
-    assert_one_line_error(capsnet("train", "--resume", "--save_dir", tmp_path / "nothing"), "nothing to resume")

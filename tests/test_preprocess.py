@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from capsnet.preprocess import UnreadableImage, from_canvas, from_upload, to_mnist
+from capsnet.preprocess import NoDigit, UnreadableImage, from_canvas, from_upload, to_mnist, upload_stages
 from capsnet.sample import load_sample
 
 
@@ -59,12 +59,16 @@ def test_output_is_mnist_shaped():
     np.testing.assert_allclose(centre, [14, 14], atol=1.0)  # centred by centre of mass, not by position
 
 
-def test_empty_inputs_are_none_not_errors():
-    assert from_canvas(canvas_with(np.zeros((280, 280), np.uint8))) is None
-    assert from_canvas(np.zeros((280, 280, 4), np.uint8)) is None  # fully transparent
-    assert from_upload(encode(np.full((50, 80), 255, np.uint8))) is None  # a blank white page
-    assert from_upload(encode(np.full((50, 80), 128, np.uint8))) is None  # flat grey
-    assert to_mnist(np.zeros((5, 5), np.float32)) is None
+@pytest.mark.parametrize("make", [
+    lambda: from_canvas(canvas_with(np.zeros((280, 280), np.uint8))),
+    lambda: from_canvas(np.zeros((280, 280, 4), np.uint8)),  # fully transparent
+    lambda: from_upload(encode(np.full((50, 80), 255, np.uint8))),  # a blank white page
+    lambda: from_upload(encode(np.full((50, 80), 128, np.uint8))),  # flat grey
+    lambda: to_mnist(np.zeros((5, 5), np.float32)),
+], ids=["black-canvas", "transparent-canvas", "white-page", "grey-page", "to_mnist"])
+def test_empty_inputs_raise_no_digit(make):
+    with pytest.raises(NoDigit, match="blank"):
+        make()
 
 
 def test_uploads_either_way_round_give_the_same_image(digits):
@@ -119,3 +123,17 @@ def test_truncated_file(digits):
     data = encode(enlarged(digits.images[0]))
     with pytest.raises(UnreadableImage):
         from_upload(data[: len(data) // 3])
+
+
+def test_stages_show_the_input_and_only_the_digits_ink(digits):
+    """A dark digit on paper with a speck of dirt in a corner: the preview shows both, the ink kept only the digit."""
+    sheet = np.full((300, 400), 235, np.uint8)
+    sheet[50:218, 150:318] = 255 - enlarged(digits.images[2], 6)  # a 168 px digit, dark on light
+    sheet[270:280, 20:30] = 40  # the speck
+    stages = upload_stages(encode(sheet))
+    assert stages.found.shape == stages.ink.shape and max(stages.found.shape) <= 140
+    assert stages.found.min() < 0.3 and np.median(stages.found) > 0.8  # as found: dark ink on light paper
+    scale = stages.ink.shape[0] / 300
+    assert stages.ink[round(260 * scale):, :round(40 * scale)].max() == 0  # the speck is not the digit's
+    assert stages.ink.max() == pytest.approx(1.0, abs=0.05)
+    assert correlation(stages.image, digits.images[2]) > 0.9

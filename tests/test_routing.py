@@ -115,3 +115,21 @@ def test_a_one_routing_model_says_there_is_nothing_to_step_through(monkeypatch, 
     at = open_app(PAGES["routing"])
     assert_clean(at)
     assert not at.select_slider and "routes once" in at.info[0].value
+
+
+def test_routing_an_upload_and_refusing_a_bad_one(monkeypatch, tmp_path):
+    from test_app_explorer import png
+
+    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("CAPSNET_WEIGHTS", raising=False)
+    sample = load_sample()
+    at = open_app(PAGES["routing"])
+    at.radio(key=state.ROUTING_SOURCE).set_value("Upload").run()
+    scan = 255 - np.kron(sample.images[2], np.ones((6, 6), np.uint8))  # dark ink on white paper
+    at.file_uploader[0].set_value(("scan.png", png(scan), "image/png")).run()
+    assert_clean(at)
+    heading = next(m.value for m in at.markdown if m.value.startswith("## Round"))
+    assert heading == f"## Round 3: {sample.labels[2]}"
+    at.file_uploader[0].set_value(("broken.png", b"not an image", "image/png")).run()
+    assert_clean(at)
+    assert at.warning[0].value.startswith("Could not use broken.png:")

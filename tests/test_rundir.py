@@ -1,4 +1,5 @@
-"""The run-directory module: names, atomic status, tolerant metrics reading, pid checks, truncation."""
+"""The run-directory module: names, atomic status, tolerant metrics reading, pid checks, truncation,
+checkpoints."""
 
 import json
 import os
@@ -6,6 +7,7 @@ import subprocess
 import sys
 import threading
 
+import h5py
 import pytest
 
 from capsnet.rundir import RunDir, list_runs, new_run_name, read_jsonl, validate_run_name
@@ -112,13 +114,52 @@ def test_truncate_metrics_keeps_completed_epochs(tmp_path):
     for epoch in range(3):
         for step in (1, 2):
             run.append_metrics({"kind": "step", "epoch": epoch, "step": step, "global_step": 2 * epoch + step})
-        run.append_metrics({"kind": "epoch", "epoch": epoch})
+        run.append_metrics({"kind": "epoch", "epoch": epoch, "loss": 1.0, "accuracy": 0.5})
     with open(run.metrics_file, "a") as f:
         f.write('{"kind": "step", "epo')  # the trainer was killed mid-write
+    run.write_epoch_log()
     run.truncate_metrics(2)
     assert [r["epoch"] for r in run.epoch_records()] == [0, 1]
     assert [r["global_step"] for r in run.step_records()] == [1, 2, 3, 4]
     assert run.metrics_file.read_text().endswith("\n")
+    assert [row["epoch"] for row in run.read_log_csv()] == [0, 1]  # the dropped epoch leaves log.csv too
+
+
+def weights_saver(value: int):
+    """A stand-in for `model.save_weights`: an HDF5 file with one dataset."""
+    def save(path):
+        with h5py.File(path, "w") as f:
+            f["w"] = value
+    return save
+
+
+def test_a_checkpoint_and_the_epochs_it_covers_are_one_file(tmp_path):
+    run = RunDir(tmp_path / "run")
+    assert run.checkpoint_state() == {}
+    run.save_checkpoint(weights_saver(1), epochs_completed=1, best_val_accuracy=0.5)
+    assert run.checkpoint_state() == {"epochs_completed": 1, "best_val_accuracy": 0.5}
+
+    def dies_while_writing(path):
+        weights_saver(2)(path)
+        raise SystemExit("killed")
+
+    with pytest.raises(SystemExit):
+        run.save_checkpoint(dies_while_writing, epochs_completed=2, best_val_accuracy=0.6)
+    # The old pair is whole: weights and state of epoch 1; the next trainer deletes the unfinished one.
+    assert run.checkpoint_state()["epochs_completed"] == 1
+    with h5py.File(run.last_checkpoint, "r") as f:
+        assert f["w"][()] == 1
+    assert (run.checkpoint_dir / ".last.part.weights.h5").is_file()
+    run.remove_partial_checkpoints()
+    assert [p.name for p in run.checkpoint_dir.iterdir()] == ["last.weights.h5"]
+
+
+def test_checkpoints_of_earlier_versions_keep_their_state_beside_the_weights(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.checkpoint_dir.mkdir(parents=True)
+    weights_saver(1)(run.last_checkpoint)
+    (run.checkpoint_dir / "state.json").write_text(json.dumps({"epochs_completed": 3, "best_val_accuracy": 0.9}))
+    assert run.checkpoint_state()["epochs_completed"] == 3
 
 
 def test_stdout_tail_shows_what_a_terminal_would(tmp_path):

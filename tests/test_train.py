@@ -1,7 +1,9 @@
 """Training for real on MNIST: the network learns, the run directory is written, and resume continues a run."""
 
 import json
+import re
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from capsnet.data import Dataset
 from capsnet.evaluate import accuracy_report, predict_all
 from capsnet.inference import Predictor, load_capsnet
 from capsnet.rundir import RunDir
-from capsnet.train import train
+from capsnet.train import TrainingDiverged, train
 
 
 @pytest.fixture(autouse=True)
@@ -71,6 +73,32 @@ def test_resume_discards_records_of_an_interrupted_epoch(mnist, tmp_path):
     config.epochs = 2
     train(config, run.path, resume=True, data=data, verbose=0)
     assert [s["global_step"] for s in run.step_records()] == list(range(1, 9))
+
+
+def test_a_loss_that_becomes_nan_fails_the_run_and_keeps_the_last_good_checkpoint(mnist, tmp_path):
+    run = RunDir(tmp_path / "run")
+    # The learning rate grows 1e8-fold an epoch, 0.001 -> 1e5 -> 1e13: a good first epoch, then overflow.
+    config = TrainConfig(epochs=3, batch_size=50, lr_decay=1e8, log_every=1)
+    with pytest.raises(TrainingDiverged) as failure:
+        train(config, run.path, data=small(mnist, 100, 50), verbose=0)
+    found = re.fullmatch(r"(validation )?loss became (-?inf|nan) at epoch (\d)(, step [12])?; "
+                         r"the last good checkpoint \(epoch (\d)\) is kept", str(failure.value))
+    assert found, failure.value
+    kept = int(found[5])
+    assert kept == int(found[3]) - 1 >= 1
+    status = run.read_status()
+    assert status["state"] == "failed" and status["message"] == str(failure.value)
+
+    # Nothing of the broken epoch is kept: no record, no checkpoint, no final model; what is kept is finite.
+    assert [r["epoch"] for r in run.epoch_records()] == list(range(kept))
+    assert run.checkpoint_state()["epochs_completed"] == kept
+    with h5py.File(run.last_checkpoint, "r") as f:
+        assert f["optimizer/vars/0"][()] == 2 * kept  # Adam's step counter: the checkpoint was not written again
+        arrays = []
+        f.visititems(lambda name, item: arrays.append(item[()]) if isinstance(item, h5py.Dataset) else None)
+    assert arrays and all(np.isfinite(a).all() for a in arrays)
+    assert all(np.isfinite(w).all() for w in load_capsnet(run.best_checkpoint).get_weights())
+    assert not run.final_model.exists()
 
 
 def test_predictor_matches_the_batch_model(random_model, mnist):

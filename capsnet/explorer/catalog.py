@@ -89,7 +89,8 @@ def save_upload(data: bytes, filename: str) -> ModelChoice:
     if suffix is None:
         raise ValueError(f"{name}: a model file ends in {' or '.join(MODEL_SUFFIXES)}")
     if len(data) > MAX_UPLOAD_BYTES:
-        raise ValueError(f"{name} is {len(data) / 2**20:.0f} MB, larger than any CapsNet model file")
+        raise ValueError(f"{name} is {len(data):,} bytes, over the {MAX_UPLOAD_BYTES // 2**20} MB limit for model "
+                         "files (a CapsNet file is about 33 MB)")
     signature = ZIP_SIGNATURE if suffix == ".keras" else HDF5_SIGNATURE
     if not data.startswith(signature):
         kind = "a Keras .keras archive" if suffix == ".keras" else "an HDF5 file"
@@ -103,6 +104,11 @@ def save_upload(data: bytes, filename: str) -> ModelChoice:
         partial.write_bytes(data)
         os.replace(partial, path)
     return upload_choice(path)
+
+
+def discard_upload(choice: ModelChoice) -> None:
+    """Remove an upload that turned out not to load: the picker offers only files that loaded once."""
+    choice.path.unlink(missing_ok=True)
 
 
 def file_version(path: Path) -> float:

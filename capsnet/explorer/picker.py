@@ -95,9 +95,16 @@ def save_model_upload() -> None:
         return
     try:
         choice = catalog.save_upload(upload.getvalue(), upload.name)
-        predictor = resources.load_predictor(str(choice.path), catalog.file_version(choice.path))  # fail here
-    except (ValueError, ModelLoadError) as error:
+    except ValueError as error:  # not a model file at all: nothing was written
         st.session_state[state.UPLOAD_MESSAGE] = ("error", str(error))
+        return
+    try:
+        predictor = resources.load_predictor(str(choice.path), catalog.file_version(choice.path))  # fail here
+    except ModelLoadError as error:  # corrupt, unsafe or another network: not kept, not offered
+        catalog.discard_upload(choice)
+        # Named as the user named it: the stored copy's path and digest mean nothing to them.
+        message = str(error).replace(str(choice.path), upload.name).replace(choice.path.name, upload.name)
+        st.session_state[state.UPLOAD_MESSAGE] = ("error", message)
         return
     st.session_state[state.MODEL] = choice.key
     routings = predictor.net.config.routings

@@ -9,6 +9,7 @@ import streamlit as st
 
 from capsnet.explorer.navigation import PAGES
 from capsnet.imaging import png_bytes
+from capsnet.preprocess import Stages
 
 DISPLAY_SCALE = 8  # 28 px digits are shown at 224 px
 
@@ -20,6 +21,14 @@ def show_digit(image: np.ndarray, caption: str | None = None, scale: int = DISPL
     names it for screen readers and for the browser tests."""
     url = "data:image/png;base64," + base64.b64encode(png_bytes(image, scale)).decode("ascii")
     where.image(url, caption=caption, alt=alt or caption)
+
+
+def show_stages(stages: Stages, where=st) -> None:
+    """What the preprocessing made of an input, side by side: the image as found (downscaled, grayscale) and the ink
+    it kept as the digit, so that a user sees why a photo was misread."""
+    found, kept = where.columns(2)
+    show_digit(stages.found, "as found", scale=1, where=found, alt="input as found")
+    show_digit(stages.ink, "ink kept as the digit", scale=1, where=kept, alt="ink kept as the digit")
 
 
 def no_model_hint() -> None:
