@@ -333,3 +333,35 @@ def test_latent_slider_with_the_keyboard(server, page, tmp_path):
     page.get_by_role("button", name="Reset sliders").click()  # back to the capsule as the network computed it
     page.wait_for_function(f"() => document.querySelector('img[alt=\"edited reconstruction\"]')?.src === "
                            f"'{original}'", timeout=30_000)
+
+
+def test_routing_round_control_and_robustness_sliders(server, page, tmp_path):
+    """The two insight pages' controls in a real browser, with the keyboard: the routing round steps back to round
+    1 (uniform couplings), and a rotation moves the digit the model sees; both land in the URL."""
+    page.goto(server.url + "/routing")
+    round_heading = page.locator("h2").filter(has_text="Round")
+    round_heading.first.wait_for(timeout=120_000)
+    settle(page)
+    assert round_heading.first.inner_text().startswith("Round 3:")
+    thumb = page.locator('input[type=range][aria-label="Routing round"]')
+    thumb.focus()
+    thumb.press("Home")
+    page.locator("h2").filter(has_text="Round 1:").first.wait_for(timeout=30_000)
+    settle(page)
+    assert "round=1" in page.url
+    assert_no_exception(page)
+    page.screenshot(path=tmp_path / "routing-round-1.png", full_page=True)
+
+    page.goto(server.url + "/robustness")
+    seen = page.locator('img[alt="transformed"]')
+    seen.wait_for(timeout=120_000)
+    settle(page)
+    before = seen.get_attribute("src")
+    rotation = page.locator('input[type=range][aria-label="rotation (degrees)"]')
+    rotation.focus()
+    rotation.press("End")
+    page.get_by_text("rotation 90").first.wait_for(timeout=30_000)
+    settle(page)
+    assert seen.get_attribute("src") != before and "rotation=90.0" in page.url
+    assert_no_exception(page)
+    page.screenshot(path=tmp_path / "robustness-rotated.png", full_page=True)
