@@ -5,10 +5,18 @@ import json
 import numpy as np
 import pytest
 
+from capsnet.baseline import BaselineCNN
 from capsnet.config import TrainConfig
 from capsnet.data import Dataset
-from capsnet.evaluate import accuracy_report, predict_all
-from capsnet.inference import PRETRAINED_CARD, PRETRAINED_MODEL, load_capsnet
+from capsnet.evaluate import accuracy_report, class_scores, predict_all
+from capsnet.inference import (
+    BASELINE_CARD,
+    BASELINE_MODEL,
+    PRETRAINED_CARD,
+    PRETRAINED_MODEL,
+    load_capsnet,
+    load_network,
+)
 from capsnet.publish import publish
 from capsnet.sample import SAMPLE_PATH, load_sample
 from capsnet.train import train
@@ -32,6 +40,20 @@ def test_shipped_model_reproduces_its_card(mnist):
     accuracy = accuracy_report(lengths, mnist.y_test)["accuracy"]
     assert abs(accuracy - card["test_accuracy"]) <= 0.0005
     assert card["test_images"] == 10000 and card["config"]["model"]["routings"] == 3
+
+
+def test_shipped_baseline_cnn_reproduces_its_card(mnist):
+    """The CNN the Robustness page compares with: a CNN, of the size the README states, as accurate as its card says,
+    with sweeps on the first 1,000 test digits whose untransformed points agree with that accuracy."""
+    card = json.loads(BASELINE_CARD.read_text())
+    net = load_network(BASELINE_MODEL)
+    assert isinstance(net, BaselineCNN) and net.eval.count_params() == card["parameters"] == 857738
+    assert card["config"]["model"]["kind"] == "cnn" and card["epochs_trained"] == card["config"]["epochs"] == 50
+    report = accuracy_report(class_scores(net, mnist.x_test), mnist.y_test)
+    assert abs(report["accuracy"] - card["test_accuracy"]) <= 0.0005 and card["test_images"] == 10000
+    first_thousand = accuracy_report(class_scores(net, mnist.x_test[:1000]), mnist.y_test[:1000])["accuracy"]
+    rotation = card["affine_sweeps"]["rotation"]
+    assert rotation["accuracy"][rotation["values"].index(0.0)] == pytest.approx(first_thousand, abs=0.002)
 
 
 def test_publish_writes_a_model_file_and_a_truthful_card(mnist, tmp_path):
