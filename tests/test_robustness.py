@@ -7,6 +7,7 @@ from test_app_explorer import assert_clean, open_app
 
 from capsnet.explorer import resources, state
 from capsnet.explorer.navigation import PAGES
+from capsnet.inference import BASELINE_CARD, PRETRAINED_CARD
 
 
 @pytest.fixture
@@ -35,15 +36,30 @@ def test_sliders_move_the_digit_and_the_prediction_follows(shipped_model_app):
     at.button[0].click().run()  # reset
     assert at.slider(key=state.ROBUST_TRANSFORM + "rotation").value == 0.0
     assert heading(at) == "## Prediction: 6"
+    # The shipped models' cards carry their sweeps: the comparison is drawn at once, from them.
+    sweeps = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    card = json.loads(PRETRAINED_CARD.read_text())["affine_sweeps"]
+    baseline = json.loads(BASELINE_CARD.read_text())["affine_sweeps"]
+    by_model = {}
+    for trace in sweeps["data"]:
+        by_model.setdefault(trace["name"], []).append(trace["y"])
+    assert list(by_model.values()) == [[card[n]["accuracy"] for n in card], [baseline[n]["accuracy"] for n in card]]
+
+
+def test_a_model_without_stored_sweeps_is_measured_on_request(monkeypatch, tmp_path, random_model):
+    monkeypatch.setenv("CAPSNET_WEIGHTS", str(random_model))
+    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(resources, "SWEEP_DIGITS", 40)  # 40 digits a point: seconds, not a minute
+    at = open_app(PAGES["robustness"])
     assert len(at.get("plotly_chart")) == 1  # the sweeps wait for the user to ask: they take a minute
     at.button[1].click().run()
     assert_clean(at)
-    sweeps = json.loads([c for c in at.get("plotly_chart")][-1].proto.spec)
-    active = sweeps["data"][0]["name"]
-    lines = [t for t in sweeps["data"] if t.get("name") == active]
-    assert len(lines) == 4 and all(0 <= y <= 1 for t in lines for y in t["y"])  # one per transformation
-    rotation = lines[0]
-    assert max(rotation["y"]) > 0.9 > min(rotation["y"])  # upright it reads them; at ±60° far fewer
+    data = json.loads(at.get("plotly_chart")[-1].proto.spec)["data"]
+    names = list(dict.fromkeys(trace["name"] for trace in data))
+    assert len(names) == 2 and names[1] == "Baseline CNN (shipped)"
+    mine = [trace for trace in data if trace["name"] == names[0]]
+    assert len(mine) == 4 and all(0 <= y <= 1 for trace in mine for y in trace["y"])  # one per transformation
+    assert max(mine[0]["y"]) < 0.5  # an untrained network: near chance, whatever the rotation
 
 
 def test_a_link_reproduces_the_pages_choices(shipped_model_app):
