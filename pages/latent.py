@@ -39,15 +39,9 @@ if source == DRAWING:
     image = st.session_state[state.DRAWING]
     identity, caption = f"drawing-{zlib.crc32(image.tobytes())}", "your last drawing"
 else:
-    label = pick[1].selectbox("Class", range(10), key=state.LATENT_CLASS)
-    of_class = np.flatnonzero(digits.labels == label)
-    if st.session_state.get(state.LATENT_POSITION, 0) >= len(of_class):
-        st.session_state[state.LATENT_POSITION] = 0
-    position = pick[2].number_input(f"Example (of {len(of_class)})", 0, len(of_class) - 1,
-                                    key=state.LATENT_POSITION)
-    index = of_class[position]
+    index = views.pick_test_digit(digits, state.LATENT_CLASS, state.LATENT_POSITION, pick[1], pick[2])
     image = to_float(digits.images[index])
-    identity, caption = f"test-{index}", f"test image #{digits.indices[index]} (a {label})"
+    identity, caption = f"test-{index}", views.test_digit_caption(digits, index)
 absolute = pick[3].toggle("Absolute values", key=state.LATENT_ABSOLUTE,
                           help=f"Off: each slider adds an offset ({OFFSET_RANGE[0]:+.2f}…{OFFSET_RANGE[1]:+.2f}, as "
                                "in the paper). On: each slider is the dimension's value itself.")

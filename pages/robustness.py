@@ -46,14 +46,8 @@ def choose_image() -> tuple[np.ndarray, str]:
     pick = st.columns([1.2, 1, 1])
     if pick[0].radio("Digit", sources, key=state.ROBUST_SOURCE, horizontal=True) == DRAWING:
         return st.session_state[state.DRAWING], "your last drawing"
-    label = pick[1].selectbox("Class", range(10), key=state.ROBUST_CLASS)
-    of_class = np.flatnonzero(digits.labels == label)
-    if st.session_state.get(state.ROBUST_POSITION, 0) >= len(of_class):
-        st.session_state[state.ROBUST_POSITION] = 0
-    position = pick[2].number_input(f"Example (of {len(of_class)})", 0, len(of_class) - 1,
-                                    key=state.ROBUST_POSITION)
-    index = of_class[position]
-    return to_float(digits.images[index]), f"test image #{digits.indices[index]} (a {label})"
+    index = views.pick_test_digit(digits, state.ROBUST_CLASS, state.ROBUST_POSITION, pick[1], pick[2])
+    return to_float(digits.images[index]), views.test_digit_caption(digits, index)
 
 
 def reset() -> None:

@@ -45,14 +45,8 @@ def choose_image() -> tuple[np.ndarray | None, str]:
         except PreprocessError as error:  # unreadable, blank, too large: one line for the user
             st.warning(f"Could not use {upload.name}: {error}.")
             return None, ""
-    label = pick[1].selectbox("Class", range(10), key=state.ROUTING_CLASS)
-    of_class = np.flatnonzero(digits.labels == label)
-    if st.session_state.get(state.ROUTING_POSITION, 0) >= len(of_class):
-        st.session_state[state.ROUTING_POSITION] = 0
-    position = pick[2].number_input(f"Example (of {len(of_class)})", 0, len(of_class) - 1,
-                                    key=state.ROUTING_POSITION)
-    index = of_class[position]
-    return to_float(digits.images[index]), f"test image #{digits.indices[index]} (a {label})"
+    index = views.pick_test_digit(digits, state.ROUTING_CLASS, state.ROUTING_POSITION, pick[1], pick[2])
+    return to_float(digits.images[index]), views.test_digit_caption(digits, index)
 
 
 image, caption = choose_image()
