@@ -83,7 +83,7 @@ def build_parser() -> Parser:
     from capsnet.config import DATASETS, NETWORKS, PRECISIONS, TrainConfig  # light: dataclasses only
 
     d = TrainConfig()
-    parser = Parser(prog="python -m capsnet", description="CapsNet (Sabour et al. 2017) on MNIST.")
+    parser = Parser(prog="python -m capsnet", description="CapsNet (Sabour et al. 2017) on MNIST and Fashion-MNIST.")
     commands = parser.add_subparsers(dest="command", parser_class=Parser)
 
     def backend_flag(p):
@@ -96,9 +96,11 @@ def build_parser() -> Parser:
                        help="model file: .keras, a run's .weights.h5, or the reference's .h5 "
                             "(default: the pretrained model in assets/)")
         p.add_argument("-r", "--routings", type=positive_int, help="routing iterations (default: the model's)")
-        p.add_argument("--dataset", default=d.dataset, choices=DATASETS)
+        p.add_argument("--dataset", choices=DATASETS,
+                       help="test images from this dataset (default: the one the model was trained on)")
         p.add_argument("--save_dir", default="result", help="where images are written (default: result)")
-        p.add_argument("--digit", type=digit_choice, default="5", help="capsule to manipulate: 0-9 or all")
+        p.add_argument("--digit", type=digit_choice, default="5",
+                       help="capsule to manipulate: a class number 0-9, or all")
 
     train = commands.add_parser("train", help="train a CapsNet (the default command)")
     train.add_argument("--epochs", type=positive_int, help=f"default {d.epochs}; with --resume, the run's own")
@@ -117,7 +119,8 @@ def build_parser() -> Parser:
     train.add_argument("--digit", type=digit_choice, default="5", help="with -t: capsule to manipulate")
     train.add_argument("-w", "--weights", type=existing_file,
                        help="model file to start training from; with -t the model to test")
-    train.add_argument("--dataset", default=d.dataset, choices=DATASETS)
+    train.add_argument("--dataset", choices=DATASETS,
+                       help=f"default {d.dataset}; with -t: the one the model was trained on")
     train.add_argument("--subset", type=positive_int, help="train on the first N training images only")
     train.add_argument("--resume", action="store_true", help="continue --save_dir from its last checkpoint")
     train.add_argument("--precision", default=d.precision, choices=PRECISIONS)
@@ -246,8 +249,8 @@ def new_config(args):
     from capsnet.config import CNNConfig, ModelConfig, TrainConfig
 
     return TrainConfig(
-        dataset=args.dataset, epochs=args.epochs or TrainConfig.epochs, batch_size=args.batch_size, lr=args.lr,
-        lr_decay=args.lr_decay,
+        dataset=args.dataset or TrainConfig.dataset, epochs=args.epochs or TrainConfig.epochs,
+        batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
         lam_recon=args.lam_recon, shift_fraction=args.shift_fraction, subset=args.subset,
         precision=args.precision, seed=args.seed, debug=args.debug, log_every=args.log_every,
         model=CNNConfig() if args.model == "cnn" else ModelConfig(routings=args.routings or ModelConfig.routings),
@@ -260,14 +263,16 @@ def load_for_cli(args):
     return load_capsnet(args.weights, routings=args.routings)  # -r: the same weights, routed that many times
 
 
-def report_test(net, dataset: str, save_dir: Path) -> dict:
-    """Test accuracy of a CapsNet or the baseline CNN; for a CapsNet also real_and_recon.png."""
+def report_test(net, dataset: str | None, save_dir: Path) -> dict:
+    """Test accuracy (overall and per class) of a CapsNet or the baseline CNN on `dataset` (None: the one it was
+    trained on); for a CapsNet also real_and_recon.png."""
+    from capsnet.config import class_names
     from capsnet.data import load_dataset
     from capsnet.evaluate import accuracy_report, class_scores, predict_all
     from capsnet.imaging import real_over_reconstruction, save_png
     from capsnet.model import CapsNet
 
-    data = load_dataset(dataset)
+    data = load_dataset(dataset or net.config.dataset)
     capsnet = isinstance(net, CapsNet)
     if capsnet:
         scores, recon, _ = predict_all(net, data.x_test)
@@ -276,6 +281,8 @@ def report_test(net, dataset: str, save_dir: Path) -> dict:
     report = accuracy_report(scores, data.y_test)
     print(f"test accuracy: {report['accuracy']:.4f}  test error: {100 * report['error']:.2f}% "
           f"({report['errors']} of {report['count']})")
+    print("per class: " + ", ".join(f"{name} {100 * accuracy:.1f}%" for name, accuracy
+                                    in zip(class_names(net.config), report["per_class_accuracy"], strict=True)))
     if capsnet:
         path = save_png(real_over_reconstruction(data.x_test[:50], recon[:50]), save_dir / "real_and_recon.png")
         print(f"real (top) and reconstructed (bottom) images: {path}")
@@ -293,7 +300,7 @@ def cmd_test(args) -> None:
         from capsnet.evaluate import class_scores
         from capsnet.imaging import to_uint8
 
-        data = load_dataset(args.dataset)
+        data = load_dataset(args.dataset or net.config.dataset)
         sweeps = accuracy_sweeps(lambda batch: class_scores(net, to_uint8(batch)), data.x_test[:SWEEP_DIGITS],
                                  data.y_test[:SWEEP_DIGITS])
         print(json.dumps({"model": str(args.weights or "assets/capsnet.keras"), "test_digits": SWEEP_DIGITS,
@@ -301,21 +308,24 @@ def cmd_test(args) -> None:
 
 
 def cmd_manipulate(args) -> None:
+    from capsnet.config import class_names
     from capsnet.data import load_dataset
     from capsnet.evaluate import manipulation_grid, pick_example, predict_all
     from capsnet.imaging import save_png
 
     net = load_for_cli(args)
     save_dir = output_dir(args.save_dir)
-    data = load_dataset(args.dataset)
-    candidates = 1000  # enough to hold a correctly classified example of every digit
+    data = load_dataset(args.dataset or net.config.dataset)
+    classes = class_names(net.config)
+    candidates = 1000  # enough to hold a correctly classified example of every class
     lengths, _, capsules = predict_all(net, data.x_test[:candidates])
     digits = range(10) if args.digit == "all" else [int(args.digit)]
     for digit in digits:
         index = pick_example(lengths, data.y_test[:candidates], digit)
         grid = manipulation_grid(net, capsules[index], digit)
         path = save_png(grid, save_dir / f"manipulate-{digit}.png")
-        print(f"digit {digit} (test image {index}): 16 dimensions x 11 offsets -> {path}")
+        name = f"digit {digit}" if classes[digit] == str(digit) else f"class {digit} ({classes[digit]})"
+        print(f"{name} (test image {index}): 16 dimensions x 11 offsets -> {path}")
 
 
 def cmd_bench(args) -> None:

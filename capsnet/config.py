@@ -12,6 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DATASETS = ("mnist", "fashion_mnist")
+DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}  # as people write them
+# What each class of a dataset is called, in label order: what every page and the CLI show for a prediction.
+CLASS_NAMES = {
+    "mnist": tuple("0123456789"),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+}
 # Compute precisions: mixed_bfloat16 runs convolutions and dense layers in bfloat16 (the capsule math stays float32).
 PRECISIONS = ("mixed_bfloat16", "float32")
 
@@ -30,6 +37,7 @@ class ModelConfig:
     routings: int = 3
     decoder_units: tuple[int, ...] = (512, 1024)
     w_init_stddev: float = 0.05
+    dataset: str = "mnist"  # what the classes are (CLASS_NAMES); set from TrainConfig.dataset by training
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
@@ -50,11 +58,18 @@ class CNNConfig:
     conv_kernel: int = 5
     dense_units: int = 256
     dropout: float = 0.5
+    dataset: str = "mnist"  # as ModelConfig.dataset
 
     @classmethod
     def from_dict(cls, values: dict) -> CNNConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known})
+
+
+def class_names(config: ModelConfig | CNNConfig) -> tuple[str, ...]:
+    """The names of a network's classes: its dataset's, or the class numbers for a dataset this version does not
+    know (a model file from elsewhere)."""
+    return CLASS_NAMES.get(config.dataset) or tuple(str(c) for c in range(config.num_classes))
 
 
 NETWORKS = ("capsnet", "cnn")  # the kinds of network `python -m capsnet train --model` builds
@@ -81,15 +96,17 @@ class TrainConfig:
     debug: bool = False  # TensorBoard logs
     model: ModelConfig | CNNConfig = field(default_factory=ModelConfig)
 
+    def __post_init__(self) -> None:
+        # The network records its dataset, so that a model file names its classes wherever it goes.
+        self.model = dataclasses.replace(self.model, dataset=self.dataset)
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)} - {"model"}
-        config = cls(**{k: v for k, v in values.items() if k in known})
-        config.model = network_config(values.get("model", {}))
-        return config
+        return cls(**{k: v for k, v in values.items() if k in known}, model=network_config(values.get("model", {})))
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:

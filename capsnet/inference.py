@@ -27,12 +27,14 @@ import numpy as np
 from capsnet import reference
 from capsnet.baseline import BaselineCNN
 from capsnet.compiled import compile_function
-from capsnet.config import CNNConfig, ModelConfig, network_config
+from capsnet.config import CNNConfig, ModelConfig, TrainConfig, network_config
 from capsnet.model import CapsNet, build_network
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PRETRAINED_MODEL = ASSETS / "capsnet.keras"
 PRETRAINED_CARD = ASSETS / "model_card.json"
+FASHION_MODEL = ASSETS / "capsnet_fashion.keras"  # a CapsNet trained on Fashion-MNIST with the CLI's defaults
+FASHION_CARD = ASSETS / "capsnet_fashion_card.json"
 BASELINE_MODEL = ASSETS / "cnn.keras"  # the baseline CNN the Robustness page compares with (capsnet.baseline)
 BASELINE_CARD = ASSETS / "cnn_card.json"
 MODEL_SUFFIXES = (".keras", ".h5")  # .weights.h5 ends in .h5 too
@@ -47,11 +49,14 @@ def saved_architecture(weights: Path) -> ModelConfig | CNNConfig | None:
     the run directory or in its checkpoints/ folder); None when nothing says."""
     for candidate in (weights.parent / "config.json", weights.parent.parent / "config.json"):
         try:
-            model = json.loads(candidate.read_text()).get("model")
-        except (OSError, ValueError, AttributeError):
+            values = json.loads(candidate.read_text())
+        except (OSError, ValueError):
             continue
-        if isinstance(model, dict):
-            return network_config(model)
+        if isinstance(values, dict) and isinstance(values.get("model"), dict):
+            try:
+                return TrainConfig.from_dict(values).model  # with the run's dataset, even from older runs
+            except (TypeError, ValueError):
+                return network_config(values["model"])
     return None
 
 

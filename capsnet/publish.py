@@ -1,17 +1,19 @@
-"""Ship a finished run as a model in assets/: `python -m capsnet.publish RUN_DIR [--baseline]`.
+"""Ship a finished run as a model in assets/: `python -m capsnet.publish RUN_DIR`.
 
-Saves the run's final model as `assets/capsnet.keras` (with `--baseline`, a CNN run, as `assets/cnn.keras`) and writes
-its card, `assets/model_card.json` (`assets/cnn_card.json`): the command, config, parameter count, epochs, test
-accuracy and error on all 10,000 test images (measured here, through the same loading path the app uses), per-class
-accuracy, accuracy under affine transformations (`capsnet.affine`: what the Robustness page shows), the data's
-source and fingerprint, training time, device, sessions and the git commit of the training code.
-`python -m capsnet.publish --sweeps-only [--baseline]` measures the affine sweeps of the shipped model again and
-writes them into its card, leaving the rest of the card as it is.
+Saves the run's final model where the app and the CLI look for its kind (SHIPPED: an MNIST CapsNet as
+`assets/capsnet.keras`, a Fashion-MNIST CapsNet as `assets/capsnet_fashion.keras`, the baseline CNN as
+`assets/cnn.keras`) and writes its card beside it: the command, config, parameter count, epochs, test accuracy and
+error on all 10,000 test images (measured here, through the same loading path the app uses), per-class accuracy,
+accuracy under affine transformations (`capsnet.affine`: what the Robustness page shows), the data's source and
+fingerprint, training time, device, sessions and the git commit of the training code.
+`python -m capsnet.publish --sweeps-only --target capsnet|fashion|cnn` measures the affine sweeps of a shipped model
+again and writes them into its card, leaving the rest of the card as it is.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import time
@@ -23,9 +25,28 @@ from capsnet.affine import SWEEP_DIGITS, accuracy_sweeps
 from capsnet.data import Dataset, load_dataset
 from capsnet.evaluate import accuracy_report, class_scores
 from capsnet.imaging import to_uint8
-from capsnet.inference import BASELINE_CARD, BASELINE_MODEL, PRETRAINED_CARD, PRETRAINED_MODEL, load_network
+from capsnet.inference import (
+    BASELINE_CARD,
+    BASELINE_MODEL,
+    FASHION_CARD,
+    FASHION_MODEL,
+    PRETRAINED_CARD,
+    PRETRAINED_MODEL,
+    load_network,
+)
 from capsnet.model import save_model
 from capsnet.rundir import RunDir
+
+# Where each kind of shipped model lives: (model file, card).
+SHIPPED = {"capsnet": (PRETRAINED_MODEL, PRETRAINED_CARD), "fashion": (FASHION_MODEL, FASHION_CARD),
+           "cnn": (BASELINE_MODEL, BASELINE_CARD)}
+
+
+def target_of(config: dict) -> str:
+    """Which shipped model a run's config.json makes it: the baseline CNN, or a CapsNet by its dataset."""
+    if config.get("model", {}).get("kind") == "cnn":
+        return "cnn"
+    return "fashion" if config.get("dataset") == "fashion_mnist" else "capsnet"
 
 
 def data_fingerprint(data: Dataset) -> str:
@@ -50,6 +71,7 @@ def model_card(run: RunDir, report: dict, data: Dataset, model_name: str, parame
     sessions = status.get("sessions", [])
     commits = sorted({s["git_commit"] for s in sessions if s.get("git_commit")})
     kind = "--model cnn " if config.get("model", {}).get("kind") == "cnn" else ""
+    kind += f"--dataset {config['dataset']} " if config.get("dataset", "mnist") != "mnist" else ""
     return {
         "model": model_name,
         "command": f"python -m capsnet train {kind}--save_dir {run.name}",
@@ -63,7 +85,7 @@ def model_card(run: RunDir, report: dict, data: Dataset, model_name: str, parame
         "test_errors": report["errors"],
         "test_images": report["count"],
         "per_class_accuracy": report["per_class_accuracy"],
-        # As in the reference, the validation set during training is the MNIST test set.
+        # As in the reference, the validation set during training is the dataset's test set.
         "best_val_accuracy": max((e.get("val_accuracy", 0) for e in epochs), default=None),
         **robustness,
         "data": {"dataset": config.get("dataset", "mnist"), "source": data.source,
@@ -88,6 +110,8 @@ def publish(run_dir: str | Path, model_path: Path = PRETRAINED_MODEL, card_path:
     config = run.read_config()
     data = load_dataset(config.get("dataset", "mnist"))
     net = load_network(final)
+    # The shipped file names its dataset even where the run's own model file predates that.
+    net.model_config = dataclasses.replace(net.config, dataset=config.get("dataset", "mnist"))
     report = accuracy_report(class_scores(net, data.x_test), data.y_test)
     save_model(net, model_path)
     card = model_card(run, report, data, model_path.name, net.eval.count_params(),
@@ -107,16 +131,19 @@ def remeasure_sweeps(model_path: Path, card_path: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Ship a finished run as a model in assets/.")
     parser.add_argument("run_dir", type=Path, nargs="?")
-    parser.add_argument("--baseline", action="store_true", help="the baseline CNN: assets/cnn.keras")
-    parser.add_argument("--sweeps-only", action="store_true", help="re-measure the shipped model's affine sweeps")
+    parser.add_argument("--target", choices=SHIPPED,
+                        help="which shipped model to write (default: the run's kind: a CNN run is the baseline, a "
+                             "CapsNet run the MNIST or the Fashion-MNIST model by its dataset)")
+    parser.add_argument("--sweeps-only", action="store_true",
+                        help="re-measure the affine sweeps of the shipped model --target (default capsnet)")
     args = parser.parse_args()
-    model_path, card_path = (BASELINE_MODEL, BASELINE_CARD) if args.baseline else (PRETRAINED_MODEL, PRETRAINED_CARD)
     if args.sweeps_only:
-        card = remeasure_sweeps(model_path, card_path)
+        card = remeasure_sweeps(*SHIPPED[args.target or "capsnet"])
         print(json.dumps(card["affine_sweeps"]))
         return
     if args.run_dir is None:
         parser.error("give the run directory to publish (or --sweeps-only)")
+    model_path, card_path = SHIPPED[args.target or target_of(RunDir(args.run_dir).read_config())]
     card = publish(args.run_dir, model_path, card_path)
     print(f"test error {card['test_error_percent']:.2f}% ({card['test_errors']} of {card['test_images']}) "
           f"after {card['epochs_trained']} epochs -> {model_path}")

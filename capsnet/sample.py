@@ -1,7 +1,9 @@
-"""Test digits for the explorer: the full MNIST test set when the data layer finds it, else the shipped sample.
+"""Test images for the explorer: the model's full test set (MNIST or Fashion-MNIST) when the data layer finds it
+offline, else the shipped sample of that dataset.
 
-`assets/test_digits.npz` (written by `python -m capsnet.sample`) holds the first 100 test images of each class
-with their indices in the test set, so pages work even where MNIST cannot be had.
+`assets/test_digits.npz` (MNIST) and `assets/fashion_mnist_test_sample.npz` (written by `python -m capsnet.sample`)
+hold the first 100 test images of each class with their indices in the test set, so that pages work even where the
+dataset cannot be had.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from capsnet.config import DATASETS
 from capsnet.data import DataUnavailable, load_dataset
 
-SAMPLE_PATH = Path(__file__).resolve().parent.parent / "assets" / "test_digits.npz"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SAMPLES = {"mnist": ASSETS / "test_digits.npz", "fashion_mnist": ASSETS / "fashion_mnist_test_sample.npz"}
+SAMPLE_PATH = SAMPLES["mnist"]
 
 
 @dataclass
@@ -37,14 +42,15 @@ def load_test_digits(dataset: str = "mnist") -> TestDigits:
         data = load_dataset(dataset, allow_download=False)
         return TestDigits(data.x_test, data.y_test, np.arange(len(data.y_test)), data.source)
     except DataUnavailable:
-        if dataset != "mnist" or not SAMPLE_PATH.is_file():
+        if dataset not in SAMPLES or not SAMPLES[dataset].is_file():
             raise
-        return load_sample()
+        return load_sample(SAMPLES[dataset])
 
 
-def write_sample(path: Path = SAMPLE_PATH, per_class: int = 100) -> Path:
-    """The first `per_class` test images of each class, in test-set order, compressed."""
-    data = load_dataset("mnist")
+def write_sample(dataset: str = "mnist", per_class: int = 100) -> Path:
+    """The first `per_class` test images of each class, in test-set order, compressed, into SAMPLES[dataset]."""
+    path = SAMPLES[dataset]
+    data = load_dataset(dataset)
     indices = np.sort(np.concatenate([np.flatnonzero(data.y_test == d)[:per_class] for d in range(10)]))
     np.savez_compressed(path, x=data.x_test[indices], y=data.y_test[indices].astype(np.uint8),
                         index=indices.astype(np.int32))
@@ -52,5 +58,6 @@ def write_sample(path: Path = SAMPLE_PATH, per_class: int = 100) -> Path:
 
 
 if __name__ == "__main__":  # python -m capsnet.sample
-    written = write_sample()
-    print(f"{written}: {written.stat().st_size / 1024:.0f} KiB")
+    for name in DATASETS:
+        written = write_sample(name)
+        print(f"{written}: {written.stat().st_size / 1024:.0f} KiB")

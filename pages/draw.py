@@ -15,6 +15,10 @@ from capsnet.explorer.explore import coupling_map
 from capsnet.preprocess import IMAGE_TYPES, PreprocessError, Stages, UnreadableImage, canvas_stages, upload_stages
 
 model = picker.require_model()
+if model.dataset != "mnist":
+    st.info(f"The active model classifies {', '.join(model.classes)}, but this page's preprocessing looks for a "
+            "handwritten digit: a drawn outline may work, a photo of clothes is likely refused. The Routing, "
+            "Reconstruct and Latent pages show this model on its own test images.")
 
 
 def read_input() -> tuple[Stages | None, str | None]:
@@ -61,18 +65,20 @@ def draw_and_predict(model: picker.ActiveModel) -> None:
         prediction = model.predictor.predict(image)
         st.session_state[state.DRAWING] = image  # the Latent page can start from this drawing
         digit = prediction.digit
-        st.markdown(f"## Prediction: {digit}")
+        classes = model.classes
+        st.markdown(f"## Prediction: {classes[digit]}")
         st.caption(f"capsule length {prediction.lengths[digit]:.3f} (a capsule's length is its probability)")
         columns = st.columns(3)
         views.show_digit(image, "what the model sees (28×28)", scale=5, where=columns[0], alt="model input")
-        views.show_digit(prediction.reconstruction, f"reconstruction from capsule {digit}", scale=5,
+        views.show_digit(prediction.reconstruction, f"reconstruction from capsule {classes[digit]}", scale=5,
                          where=columns[1], alt="reconstruction")
-        other = st.segmented_control("Reconstruct as another class", list(range(10)), key=state.AS_CLASS,
+        other = st.segmented_control("Reconstruct as another class", list(range(len(classes))), key=state.AS_CLASS,
+                                     format_func=classes.__getitem__,
                                      help="Decode the same capsules as if that class had won.")
         if other is not None:
-            views.show_digit(model.predictor.decode(prediction.capsules, other), f"as a {other}", scale=5,
+            views.show_digit(model.predictor.decode(prediction.capsules, other), f"as {classes[other]}", scale=5,
                              where=columns[2], alt="reconstruction as another class")
-        st.plotly_chart(figures.lengths_figure(prediction.lengths, highlight=digit),
+        st.plotly_chart(figures.lengths_figure(prediction.lengths, highlight=digit, classes=classes),
                         config={"displayModeBar": False})
         show_routing(model, image, digit)
 
@@ -82,7 +88,8 @@ def show_routing(model: picker.ActiveModel, image: np.ndarray, digit: int) -> No
     # cheaper than keeping its own open/closed state. Collapsed, it keeps the page short.
     with st.expander("How the capsules routed"):
         st.caption(f"Each square is one of the 6×6 positions of the primary capsules; its value is how much of their "
-                   f"output goes to capsule {digit}, averaged over the 32 capsule types. Round 1 is uniform (0.1: "
+                   f"output goes to capsule {model.classes[digit]}, "
+                   f"averaged over the 32 capsule types. Round 1 is uniform (0.1: "
                    f"every capsule splits its output evenly over the 10 classes); later rounds concentrate where "
                    f"the lower capsules' predictions agree with the winner.")
         maps = coupling_map(model.predictor.couplings(image), digit)

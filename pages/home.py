@@ -19,6 +19,7 @@ of the 16 numbers means.
 
 # Only now the heavy imports (TensorFlow, ~2.5 s on a fresh server): the title and the introduction are on screen.
 with st.spinner("Starting TensorFlow…"):
+    from capsnet.config import DATASET_TITLES
     from capsnet.explorer import catalog, picker, views
 
 model = picker.active_model()
@@ -36,11 +37,13 @@ else:
     columns[1].metric("Routing iterations", card["routings"], help="As the model file says, and as it runs.")
     known = isinstance(accuracy, (int, float))
     columns[2].metric("Test accuracy", f"{100 * accuracy:.2f}%" if known else "n/a",
-                      help="From the model card, or the best epoch of its training run (validated on the MNIST "
-                           "test set)." if known else "Not recorded with this file: the Reconstruct page measures it.")
+                      help="From the model card, or the best epoch of its training run (validated on its "
+                           "dataset's test set)." if known
+                      else "Not recorded with this file: the Reconstruct page measures it.")
     trained = card.get("trained") or "unknown"
     columns[3].metric("Trained", trained.split(" ")[0], help=trained)  # the date; the time is in the tooltip
-    st.caption(f"{card['source']} · `{card['path']}`")
+    dataset = DATASET_TITLES.get(card["dataset"], card["dataset"])
+    st.caption(f"{card['source']} · trained on {dataset} ({', '.join(model.classes)}) · `{card['path']}`")
     if card.get("details"):
         with st.expander("Full model card"):
             st.json(card["details"])

@@ -17,7 +17,8 @@ from capsnet.explorer.explore import edit_capsule
 from capsnet.imaging import enlarge, to_float, to_uint8
 
 model = picker.require_model()
-digits = resources.test_digits()
+digits = resources.test_digits(model.dataset)
+classes = model.classes
 TEST, DRAWING = "Test image", "Last drawing"
 OFFSET_RANGE = (float(MANIPULATION_OFFSETS[0]), float(MANIPULATION_OFFSETS[-1]))  # the paper's figure 4
 
@@ -31,7 +32,7 @@ if (sent := st.session_state.pop(state.LATENT_PICK, None)) is not None:
 sources = [TEST, DRAWING] if state.DRAWING in st.session_state else [TEST]
 SHARED = [state.LATENT_SOURCE, state.LATENT_CLASS, state.LATENT_POSITION, state.LATENT_ABSOLUTE]
 state.from_url([*SHARED, state.LATENT_LINKED], {
-    state.LATENT_SOURCE: lambda v: v in sources, state.LATENT_CLASS: lambda v: 0 <= v < 10,
+    state.LATENT_SOURCE: lambda v: v in sources, state.LATENT_CLASS: lambda v: 0 <= v < len(classes),
     state.LATENT_POSITION: lambda v: v >= 0})
 pick = st.columns([1.2, 1, 1, 2])
 source = pick[0].radio("Digit", sources, key=state.LATENT_SOURCE, horizontal=True)
@@ -39,9 +40,9 @@ if source == DRAWING:
     image = st.session_state[state.DRAWING]
     identity, caption = f"drawing-{zlib.crc32(image.tobytes())}", "your last drawing"
 else:
-    index = views.pick_test_digit(digits, state.LATENT_CLASS, state.LATENT_POSITION, pick[1], pick[2])
+    index = views.pick_test_digit(digits, classes, state.LATENT_CLASS, state.LATENT_POSITION, pick[1], pick[2])
     image = to_float(digits.images[index])
-    identity, caption = f"test-{index}", views.test_digit_caption(digits, index)
+    identity, caption = f"test-{model.dataset}-{index}", views.test_digit_caption(digits, index, classes)
 absolute = pick[3].toggle("Absolute values", key=state.LATENT_ABSOLUTE,
                           help=f"Off: each slider adds an offset ({OFFSET_RANGE[0]:+.2f}…{OFFSET_RANGE[1]:+.2f}, as "
                                "in the paper). On: each slider is the dimension's value itself.")
@@ -75,7 +76,7 @@ def sliders_and_reconstruction() -> None:
     winning = capsules[digit]
     controls, view = st.columns([2, 1], gap="large")
     with controls:
-        st.markdown(f"**Capsule {digit}**: {len(winning)} dimensions")
+        st.markdown(f"**Capsule {classes[digit]}**: {len(winning)} dimensions")
         halves = st.columns(2)
         values = np.zeros(len(winning), np.float32)
         starts = np.round(winning, 2) if absolute else np.zeros(len(winning))
@@ -96,7 +97,7 @@ def sliders_and_reconstruction() -> None:
 
 left, right = st.columns([1, 3], gap="large")
 with left:
-    st.markdown(f"## Prediction: {digit}")
+    st.markdown(f"## Prediction: {classes[digit]}")
     st.caption(f"capsule length {prediction.lengths[digit]:.3f}")
     views.show_digit(image, caption, scale=5)
     views.show_digit(prediction.reconstruction, "reconstruction", scale=5)
@@ -104,7 +105,7 @@ with right:
     sliders_and_reconstruction()
 
 st.subheader("Every dimension, one at a time")
-st.caption(f"Row d: dimension d of capsule {digit} shifted by {OFFSET_RANGE[0]:+.2f} … {OFFSET_RANGE[1]:+.2f} "
+st.caption(f"Row d: dimension d of capsule {classes[digit]} shifted by {OFFSET_RANGE[0]:+.2f} … {OFFSET_RANGE[1]:+.2f} "
            "(columns), everything else unchanged.")
 grid, png = resources.manipulation(*model.cache_key, np.ascontiguousarray(capsules, np.float32).tobytes(), digit)
 st.image(to_uint8(enlarge(grid, 2)), caption=f"16×{len(MANIPULATION_OFFSETS)} manipulation grid", output_format="PNG")

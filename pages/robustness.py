@@ -17,7 +17,8 @@ from capsnet.imaging import to_float
 from capsnet.inference import BASELINE_CARD, BASELINE_MODEL
 
 model = picker.require_model()
-digits = resources.test_digits()
+digits = resources.test_digits(model.dataset)
+classes = model.classes
 TEST, DRAWING = "Test digit", "Last drawing"
 # slider: (label, lowest, highest, step, format); the untransformed value is Affine()'s
 SLIDERS = {
@@ -41,13 +42,14 @@ def choose_image() -> tuple[np.ndarray, str]:
     sources = [TEST, DRAWING] if state.DRAWING in st.session_state else [TEST]
     within = {state.ROBUST_TRANSFORM + name: (lambda v, low=low, high=high: low <= v <= high)
               for name, (_, low, high, _, _) in SLIDERS.items()}
-    state.from_url(SHARED, {state.ROBUST_SOURCE: lambda v: v in sources, state.ROBUST_CLASS: lambda v: 0 <= v < 10,
+    state.from_url(SHARED, {state.ROBUST_SOURCE: lambda v: v in sources,
+                            state.ROBUST_CLASS: lambda v: 0 <= v < len(classes),
                             state.ROBUST_POSITION: lambda v: v >= 0, **within})
     pick = st.columns([1.2, 1, 1])
     if pick[0].radio("Digit", sources, key=state.ROBUST_SOURCE, horizontal=True) == DRAWING:
         return st.session_state[state.DRAWING], "your last drawing"
-    index = views.pick_test_digit(digits, state.ROBUST_CLASS, state.ROBUST_POSITION, pick[1], pick[2])
-    return to_float(digits.images[index]), views.test_digit_caption(digits, index)
+    index = views.pick_test_digit(digits, classes, state.ROBUST_CLASS, state.ROBUST_POSITION, pick[1], pick[2])
+    return to_float(digits.images[index]), views.test_digit_caption(digits, index, classes)
 
 
 def reset() -> None:
@@ -74,25 +76,27 @@ def transform_and_predict() -> None:
     moved = transform(image, affine)
     prediction = model.predictor.predict(moved)
     with view:
-        st.markdown(f"## Prediction: {prediction.digit}")
+        st.markdown(f"## Prediction: {classes[prediction.digit]}")
         st.caption(f"capsule length {prediction.lengths[prediction.digit]:.3f} · {describe(affine)}")
         columns = st.columns(3)
         views.show_digit(image, caption, scale=5, where=columns[0], alt="original")
         views.show_digit(moved, "transformed: what the model sees", scale=5, where=columns[1], alt="transformed")
-        views.show_digit(prediction.reconstruction, f"reconstruction from capsule {prediction.digit}", scale=5,
+        views.show_digit(prediction.reconstruction, f"reconstruction from capsule {classes[prediction.digit]}", scale=5,
                          where=columns[2], alt="reconstruction")
-        st.plotly_chart(figures.lengths_figure(prediction.lengths, highlight=prediction.digit),
+        st.plotly_chart(figures.lengths_figure(prediction.lengths, highlight=prediction.digit, classes=classes),
                         config={"displayModeBar": False}, key="robustness.lengths")
 
 
 transform_and_predict()
 
 st.subheader("Accuracy under each transformation")
-st.caption(f"Test accuracy on the first {resources.SWEEP_DIGITS:,} test digits under each transformation on its own "
+st.caption(f"Test accuracy on the first {resources.SWEEP_DIGITS:,} test images under each transformation on its own "
            "(translations in a random direction per digit).")
 stored = catalog.model_card(model.choice, model.predictor.net.config)["details"].get("affine_sweeps")
-baseline_stored = catalog.read_json(BASELINE_CARD).get("affine_sweeps")
-compare = BASELINE_MODEL.is_file() and model.choice.path.resolve() != BASELINE_MODEL.resolve()
+baseline_card = catalog.read_json(BASELINE_CARD)
+baseline_stored = baseline_card.get("affine_sweeps")
+compare = (BASELINE_MODEL.is_file() and model.choice.path.resolve() != BASELINE_MODEL.resolve()
+           and baseline_card.get("data", {}).get("dataset", "mnist") == model.dataset)  # the CNN knows MNIST only
 measured = st.session_state.setdefault(state.ROBUST_MEASURED, set())
 if (stored is None or compare and baseline_stored is None) and model.choice.key not in measured:
     st.button("Measure (about a minute per model on a CPU)", icon=":material/speed:",

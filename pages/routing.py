@@ -15,7 +15,8 @@ from capsnet.preprocess import IMAGE_TYPES, PreprocessError, from_upload
 
 model = picker.require_model()
 config = model.predictor.net.config
-digits = resources.test_digits()
+digits = resources.test_digits(model.dataset)
+classes = model.classes
 TEST, DRAWING, UPLOAD = "Test digit", "Last drawing", "Upload"
 TOP_SENDERS = 10
 
@@ -30,7 +31,8 @@ SHARED = [state.ROUTING_SOURCE, state.ROUTING_CLASS, state.ROUTING_POSITION, sta
 def choose_image() -> tuple[np.ndarray | None, str]:
     """The digit to route, from the widgets at the top of the page, and its caption."""
     sources = [TEST, DRAWING, UPLOAD] if state.DRAWING in st.session_state else [TEST, UPLOAD]
-    state.from_url(SHARED, {state.ROUTING_SOURCE: lambda v: v in sources, state.ROUTING_CLASS: lambda v: 0 <= v < 10,
+    state.from_url(SHARED, {state.ROUTING_SOURCE: lambda v: v in sources,
+                            state.ROUTING_CLASS: lambda v: 0 <= v < len(classes),
                             state.ROUTING_POSITION: lambda v: v >= 0})
     pick = st.columns([1.6, 1, 1])
     source = pick[0].radio("Digit", sources, key=state.ROUTING_SOURCE, horizontal=True)
@@ -45,8 +47,8 @@ def choose_image() -> tuple[np.ndarray | None, str]:
         except PreprocessError as error:  # unreadable, blank, too large: one line for the user
             st.warning(f"Could not use {upload.name}: {error}.")
             return None, ""
-    index = views.pick_test_digit(digits, state.ROUTING_CLASS, state.ROUTING_POSITION, pick[1], pick[2])
-    return to_float(digits.images[index]), views.test_digit_caption(digits, index)
+    index = views.pick_test_digit(digits, classes, state.ROUTING_CLASS, state.ROUTING_POSITION, pick[1], pick[2])
+    return to_float(digits.images[index]), views.test_digit_caption(digits, index, classes)
 
 
 image, caption = choose_image()
@@ -73,41 +75,43 @@ leader = int(np.argmax(lengths))
 
 left, middle, right = st.columns([1, 1.3, 1.3], gap="large")
 with left:
-    st.markdown(f"## Round {round_}: {leader}")
-    st.caption(f"capsule {leader} is the longest after round {round_} of {routings} "
-               f"(length {lengths[leader]:.3f}); the final prediction is {winner}.")
+    st.markdown(f"## Round {round_}: {classes[leader]}")
+    st.caption(f"capsule {classes[leader]} is the longest after round {round_} of {routings} "
+               f"(length {lengths[leader]:.3f}); the final prediction is {classes[winner]}.")
     views.show_digit(image, caption, scale=5, alt="routed input")
 with middle:
-    st.plotly_chart(figures.lengths_figure(lengths, highlight=leader), config={"displayModeBar": False},
+    st.plotly_chart(figures.lengths_figure(lengths, highlight=leader, classes=classes),
+                    config={"displayModeBar": False},
                     key="routing.lengths")
 with right:
-    st.plotly_chart(figures.rounds_figure(trace.lengths, round_, winner), config={"displayModeBar": False},
+    st.plotly_chart(figures.rounds_figure(trace.lengths, round_, winner, classes), config={"displayModeBar": False},
                     key="routing.rounds")
 
 st.subheader(f"Couplings in round {round_}")
-st.caption("For each class capsule (0 … 9), how much of their vote the primary capsules at each of the 6×6 positions "
-           "send to it, averaged over the 32 capsule types. Each position's couplings over the 10 classes sum to 1: "
-           "round 1 is 0.1 everywhere.")
+st.caption(f"For each class capsule ({classes[0]} … {classes[-1]}), how much of their vote the primary capsules at "
+           "each of the 6×6 positions send to it, averaged over the 32 capsule types. Each position's couplings over "
+           "the 10 classes sum to 1: round 1 is 0.1 everywhere.")
 maps = np.stack([explore.coupling_map(trace.couplings, c) for c in range(config.num_classes)], axis=1)  # [r, j, 6, 6]
-st.plotly_chart(figures.class_couplings_figure(maps[round_ - 1], winner, float(maps.max())),
+st.plotly_chart(figures.class_couplings_figure(maps[round_ - 1], winner, float(maps.max()), classes),
                 config={"displayModeBar": False}, key="routing.couplings")
 
 votes_column, senders_column = st.columns([1.4, 1], gap="large")
 with votes_column:
     st.subheader("The votes")
     points, agreed = explore.vote_projection(trace.predictions, couplings, winner)
-    st.plotly_chart(figures.votes_figure(points, agreed, couplings[winner], winner),
+    st.plotly_chart(figures.votes_figure(points, agreed, couplings[winner], winner, classes[winner]),
                     config={"displayModeBar": False}, key="routing.votes")
-    st.caption(f"Each point is one primary capsule's prediction û for capsule {winner}, 16-D, shown on its two "
-               f"principal components; larger and darker points are coupled more strongly to {winner} in round "
-               f"{round_}. The cross is their coupling-weighted mean, the direction of capsule {winner}'s output.")
+    name = classes[winner]
+    st.caption(f"Each point is one primary capsule's prediction û for capsule {name}, 16-D, shown on its two "
+               f"principal components; larger and darker points are coupled more strongly to {name} in round "
+               f"{round_}. The cross is their coupling-weighted mean, the direction of capsule {name}'s output.")
 with senders_column:
     st.subheader("Where the votes come from")
     sent = explore.contributions(trace.predictions, couplings, winner)
     heat = explore.sender_heatmap(sent, config.primary_channels, config.input_shape[0],
                                   conv_kernel=config.conv_kernel, primary_kernel=config.primary_kernel,
                                   primary_strides=config.primary_strides)
-    views.show_digit(explore.heat_overlay(image, heat), f"what capsule {winner} receives, by input region",
+    views.show_digit(explore.heat_overlay(image, heat), f"what capsule {classes[winner]} receives, by input region",
                      scale=7, alt="sender overlay")
     top = np.argsort(sent)[::-1][:TOP_SENDERS]
     rows = []
@@ -121,5 +125,5 @@ with senders_column:
     st.dataframe(rows, hide_index=True, column_config={
         "coupling": st.column_config.NumberColumn(format="%.3f"),
         "sent": st.column_config.NumberColumn(format="%.3f", help="coupling × length of the vote")})
-    st.caption(f"Red: each primary capsule's share of capsule {winner}'s input (coupling × length of its vote) "
-               "spread over the 17×17 pixels it sees.")
+    st.caption(f"Red: each primary capsule's share of capsule {classes[winner]}'s input (coupling × length of its "
+               "vote) spread over the 17×17 pixels it sees.")

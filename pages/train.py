@@ -174,8 +174,8 @@ def show_reconstructions(run: RunDir) -> None:
     except (ModelLoadError, DataUnavailable, OSError) as error:
         st.caption(f"No reconstructions: {error}")
         return
-    st.image(strip, caption=f"Fixed test digits (top) and their reconstructions (bottom) from `{model.name}`; "
-                            f"predicted: {' '.join(map(str, predicted))}")
+    st.image(strip, caption=f"Fixed test images (top) and their reconstructions (bottom) from `{model.name}`; "
+                            f"predicted: {' · '.join(predicted)}")
 
 
 @st.fragment(run_every=1)

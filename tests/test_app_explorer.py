@@ -211,7 +211,7 @@ def test_reconstruct_filters_and_sends_a_digit_to_latent(app_env):
     at.button[2].click().run()
     assert_clean(at)
     assert at.selectbox(key=state.LATENT_CLASS).value == 4
-    assert f"test image #{test_index} (a 4)" in images(at)
+    assert f"test image #{test_index}: 4" in images(at)
 
 
 def test_catalog_lists_finished_runs_only(app_env, one_routing_model, monkeypatch):

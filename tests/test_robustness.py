@@ -84,4 +84,4 @@ def test_a_link_reproduces_the_pages_choices(shipped_model_app):
     assert_clean(routing)
     assert routing.select_slider(key=state.ROUTING_ROUND).value == 2
     assert next(m.value for m in routing.markdown if m.value.startswith("## Round")).startswith("## Round 2: ")
-    assert "(a 7)" in " ".join(i.captions[0] for i in routing.get("image") if i.captions)
+    assert ": 7" in " ".join(i.captions[0] for i in routing.get("image") if i.captions)

@@ -102,7 +102,7 @@ def test_routing_page_steps_through_the_rounds(monkeypatch, tmp_path):
     assert changed == [True, True, True, True]  # lengths, rounds marker, couplings, votes all follow the round
     at.selectbox(key=state.ROUTING_CLASS).set_value(7).run()
     assert_clean(at)
-    assert "(a 7)" in " ".join(i.captions[0] for i in at.get("image") if i.captions)
+    assert ": 7" in " ".join(i.captions[0] for i in at.get("image") if i.captions)
 
 
 def test_a_one_routing_model_says_there_is_nothing_to_step_through(monkeypatch, tmp_path):

@@ -3,7 +3,8 @@
 Four kinds of model file, in the order the picker lists them:
 
 - `$CAPSNET_WEIGHTS`, when set: an explicit choice (tests and deployments use it) that becomes the default;
-- the shipped pretrained model, `assets/capsnet.keras` with `assets/model_card.json`;
+- the shipped pretrained models: `assets/capsnet.keras` (MNIST) with `assets/model_card.json`, and
+  `assets/capsnet_fashion.keras` (Fashion-MNIST) with `assets/capsnet_fashion_card.json`;
 - every training run under `capsnet.rundir.runs_root()` (the Train page's runs) that is no longer training and has
   a model file;
 - files uploaded on the Home page: our `.keras` files, or `.h5` weights of the CapsNet-Keras reference.
@@ -24,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from capsnet.config import ModelConfig
-from capsnet.inference import MODEL_SUFFIXES, PRETRAINED_CARD, PRETRAINED_MODEL
+from capsnet.config import CNNConfig, ModelConfig
+from capsnet.inference import FASHION_CARD, FASHION_MODEL, MODEL_SUFFIXES, PRETRAINED_CARD, PRETRAINED_MODEL
 from capsnet.rundir import ACTIVE_STATES, RunDir, list_runs, runs_root
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -40,6 +41,7 @@ class ModelChoice:
     path: Path
     source: str  # "environment", "pretrained", "run" or "upload"
     run: RunDir | None = field(default=None, compare=False)
+    card: Path | None = field(default=None, compare=False)  # a shipped model's card
 
 
 def run_key(name: str) -> str:
@@ -58,7 +60,11 @@ def available_models(runs: str | Path | None = None) -> list[ModelChoice]:
         path = Path(env).expanduser()
         choices.append(ModelChoice("env", f"$CAPSNET_WEIGHTS ({path.name})", path, "environment"))
     if PRETRAINED_MODEL.is_file():
-        choices.append(ModelChoice("pretrained", "Pretrained model (shipped)", PRETRAINED_MODEL, "pretrained"))
+        choices.append(ModelChoice("pretrained", "Pretrained model (shipped)", PRETRAINED_MODEL, "pretrained",
+                                   card=PRETRAINED_CARD))
+    if FASHION_MODEL.is_file():
+        choices.append(ModelChoice("fashion", "Pretrained Fashion-MNIST model (shipped)", FASHION_MODEL, "pretrained",
+                                   card=FASHION_CARD))
     for run in list_runs(runs if runs is not None else runs_root()):
         state = run.read_status().get("state")
         model = run.best_model()
@@ -119,13 +125,14 @@ def file_version(path: Path) -> float:
         return 0.0
 
 
-def model_card(choice: ModelChoice, config: ModelConfig) -> dict[str, Any]:
-    """What the Home page shows: source, routings, test accuracy, training date, plus whatever the card adds.
-    `config` is the loaded model's own architecture, so the routings shown are those the model runs with."""
-    card: dict[str, Any] = {"source": choice.label, "path": str(choice.path), "routings": config.routings}
+def model_card(choice: ModelChoice, config: ModelConfig | CNNConfig) -> dict[str, Any]:
+    """What the Home page shows: source, dataset, routings, test accuracy, training date, plus whatever the card
+    adds. `config` is the loaded model's own, so the routings shown are those the model runs with."""
+    card: dict[str, Any] = {"source": choice.label, "path": str(choice.path), "dataset": config.dataset,
+                            "routings": getattr(config, "routings", None)}
     extra: dict[str, Any] = {}
-    if choice.source == "pretrained":
-        extra = read_json(PRETRAINED_CARD)
+    if choice.card is not None:
+        extra = read_json(choice.card)
         card["test_accuracy"] = extra.get("test_accuracy")
         card["trained"] = extra.get("date")
         card["epochs"] = extra.get("epochs_trained")
@@ -135,7 +142,6 @@ def model_card(choice: ModelChoice, config: ModelConfig) -> dict[str, Any]:
         card["test_accuracy"] = summary.get("best_val_accuracy")
         card["trained"] = format_time(summary.get("updated") or summary.get("started"))
         card["epochs"] = summary.get("epochs_done")
-        card["dataset"] = choice.run.read_config().get("dataset")
     if card.get("trained") is None and choice.path.is_file():
         card["trained"] = format_time(file_version(choice.path))
     card["details"] = extra

@@ -6,10 +6,17 @@ import numpy as np
 import plotly.graph_objects as go
 
 
-def lengths_figure(lengths: np.ndarray, highlight: int | None = None) -> go.Figure:
-    """All capsule lengths as bars: the network's confidence in each class (lengths are in [0, 1])."""
+def labels_of(classes: tuple[str, ...] | None, count: int) -> list[str]:
+    """Axis labels: the class names, or the class numbers."""
+    return list(classes) if classes else [str(c) for c in range(count)]
+
+
+def lengths_figure(lengths: np.ndarray, highlight: int | None = None,
+                   classes: tuple[str, ...] | None = None) -> go.Figure:
+    """All capsule lengths as bars, one per class (named by `classes`): the network's confidence in each class
+    (lengths are in [0, 1])."""
     colors = ["#ff4b4b" if digit == highlight else "#7aa6d6" for digit in range(len(lengths))]
-    figure = go.Figure(go.Bar(x=[str(d) for d in range(len(lengths))], y=lengths, marker_color=colors,
+    figure = go.Figure(go.Bar(x=labels_of(classes, len(lengths)), y=lengths, marker_color=colors,
                               hovertemplate="capsule %{x}: length %{y:.3f}<extra></extra>"))
     figure.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), title="Capsule lengths",
                          yaxis=dict(range=[0, 1]), xaxis=dict(title="class", type="category"))
@@ -29,10 +36,10 @@ def coupling_figure(coupling: np.ndarray, title: str, zmin: float = 0.0, zmax: f
     return figure
 
 
-def confusion_figure(confusion: list[list[int]]) -> go.Figure:
+def confusion_figure(confusion: list[list[int]], classes: tuple[str, ...] | None = None) -> go.Figure:
     matrix = np.asarray(confusion)
-    figure = go.Figure(go.Heatmap(z=matrix, x=[str(d) for d in range(len(matrix))],
-                                  y=[str(d) for d in range(len(matrix))], colorscale="Blues", showscale=False,
+    names = labels_of(classes, len(matrix))
+    figure = go.Figure(go.Heatmap(z=matrix, x=names, y=names, colorscale="Blues", showscale=False,
                                   text=matrix, texttemplate="%{text}",
                                   hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
     figure.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), title="Confusion matrix",
@@ -43,33 +50,36 @@ def confusion_figure(confusion: list[list[int]]) -> go.Figure:
 
 # --- the Routing page -----------------------------------------------------------------------------------------------
 
-def class_couplings_figure(maps: np.ndarray, highlight: int, zmax: float) -> go.Figure:
+def class_couplings_figure(maps: np.ndarray, highlight: int, zmax: float,
+                           classes: tuple[str, ...] | None = None) -> go.Figure:
     """One round's coupling to every class capsule, [classes, 6, 6] (mean over capsule types), side by side on one
     colour scale from 0 to `zmax`: where each class draws its input from."""
-    classes, rows, cols = maps.shape
+    count, rows, cols = maps.shape
     gap = np.full((rows, 1), np.nan)
-    z = np.concatenate([part for c in range(classes) for part in ((maps[c], gap) if c < classes - 1 else (maps[c],))],
+    z = np.concatenate([part for c in range(count) for part in ((maps[c], gap) if c < count - 1 else (maps[c],))],
                        axis=1)
     figure = go.Figure(go.Heatmap(z=z, colorscale="Blues", zmin=0.0, zmax=zmax, hoverongaps=False,
                                   colorbar=dict(title="coupling", thickness=10),
                                   hovertemplate="row %{y}: mean coupling %{z:.3f}<extra></extra>"))
-    ticks = [c * (cols + 1) + (cols - 1) / 2 for c in range(classes)]
+    ticks = [c * (cols + 1) + (cols - 1) / 2 for c in range(count)]
+    names = labels_of(classes, count)
     figure.update_layout(height=200, margin=dict(l=10, r=10, t=10, b=30),
-                         xaxis=dict(tickvals=ticks, ticktext=[f"<b>{c}</b>" if c == highlight else str(c)
-                                                              for c in range(classes)], showgrid=False),
+                         xaxis=dict(tickvals=ticks, ticktext=[f"<b>{n}</b>" if c == highlight else n
+                                                              for c, n in enumerate(names)], showgrid=False),
                          yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"))
     return figure
 
 
-def rounds_figure(lengths: np.ndarray, current: int, highlight: int) -> go.Figure:
+def rounds_figure(lengths: np.ndarray, current: int, highlight: int,
+                  classes: tuple[str, ...] | None = None) -> go.Figure:
     """Every class capsule's length after each routing round, [routings, classes]: agreement sharpening the decision."""
     rounds = np.arange(1, len(lengths) + 1)
     figure = go.Figure()
-    for c in range(lengths.shape[1]):
-        figure.add_trace(go.Scatter(x=rounds, y=lengths[:, c], mode="lines+markers", name=str(c),
+    for c, name in enumerate(labels_of(classes, lengths.shape[1])):
+        figure.add_trace(go.Scatter(x=rounds, y=lengths[:, c], mode="lines+markers", name=name,
                                     line=dict(width=4 if c == highlight else 1.5,
                                               color="#ff4b4b" if c == highlight else "#9bb7d4"),
-                                    hovertemplate=f"capsule {c}, round %{{x}}: length %{{y:.3f}}<extra></extra>"))
+                                    hovertemplate=f"capsule {name}, round %{{x}}: length %{{y:.3f}}<extra></extra>"))
     figure.add_vline(x=current, line_dash="dot", line_color="gray")
     figure.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), title="Capsule lengths, round by round",
                          showlegend=False, yaxis=dict(range=[0, 1], title="length"),
@@ -77,20 +87,23 @@ def rounds_figure(lengths: np.ndarray, current: int, highlight: int) -> go.Figur
     return figure
 
 
-def votes_figure(points: np.ndarray, agreed: np.ndarray, couplings: np.ndarray, digit: int) -> go.Figure:
+def votes_figure(points: np.ndarray, agreed: np.ndarray, couplings: np.ndarray, digit: int,
+                 name: str | None = None) -> go.Figure:
     """The primary capsules' votes for capsule `digit` on their first two principal components, each sized and
-    coloured by its coupling in the chosen round, and the coupling-weighted mean routing settles on."""
+    coloured by its coupling in the chosen round, and the coupling-weighted mean routing settles on. `name`: the
+    class's name, if not its number."""
+    name = name or str(digit)
     scale = couplings / max(float(couplings.max()), 1e-9)
     figure = go.Figure(go.Scattergl(
         x=points[:, 0], y=points[:, 1], mode="markers", name="votes",
         marker=dict(size=3 + 12 * scale, color=couplings, colorscale="Blues", showscale=True,
                     colorbar=dict(title="coupling", thickness=10), line=dict(width=0)),
         customdata=couplings, hovertemplate="coupling %{customdata:.3f}<extra></extra>"))
-    figure.add_trace(go.Scatter(x=[agreed[0]], y=[agreed[1]], mode="markers", name=f"capsule {digit}",
+    figure.add_trace(go.Scatter(x=[agreed[0]], y=[agreed[1]], mode="markers", name=f"capsule {name}",
                                 marker=dict(symbol="x", size=16, color="#ff4b4b", line=dict(width=2)),
-                                hovertemplate=f"capsule {digit}: the coupling-weighted mean vote<extra></extra>"))
+                                hovertemplate=f"capsule {name}: the coupling-weighted mean vote<extra></extra>"))
     figure.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
-                         title=f"Votes for capsule {digit} (principal components 1 and 2)",
+                         title=f"Votes for capsule {name} (principal components 1 and 2)",
                          xaxis=dict(title="PC 1", zeroline=False), yaxis=dict(title="PC 2", zeroline=False))
     return figure
 

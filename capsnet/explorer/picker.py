@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from capsnet.config import class_names
 from capsnet.explorer import catalog, resources, state
 from capsnet.explorer.catalog import ModelChoice
 from capsnet.explorer.views import no_model_hint
@@ -21,6 +22,16 @@ class ActiveModel:
     @property
     def cache_key(self) -> tuple[str, float]:
         return str(self.choice.path), self.version
+
+    @property
+    def dataset(self) -> str:
+        """What the model was trained on: the test images its pages show are from the same dataset."""
+        return self.predictor.net.config.dataset
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Its classes' names, in label order: "0" … "9", or "T-shirt/top" … "Ankle boot"."""
+        return class_names(self.predictor.net.config)
 
 
 def use_run(run_name: str) -> None:

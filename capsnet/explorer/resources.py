@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 
 from capsnet import affine, launch
+from capsnet.config import class_names
 from capsnet.evaluate import accuracy_report, class_scores, manipulation_grid, predict_all
 from capsnet.explorer import runtime
 from capsnet.explorer.explore import one_per_class
@@ -58,9 +59,10 @@ class Evaluation:
 
 @st.cache_resource(max_entries=6, show_spinner="Classifying the test digits…")
 def evaluate(path: str, version: float, count: int) -> Evaluation:
-    """Batch predictions for the first `count` test digits (read-only arrays: cache_resource does not copy)."""
-    digits = test_digits()
+    """Batch predictions for the first `count` test images of the model's dataset (read-only arrays:
+    cache_resource does not copy)."""
     net = load_predictor(path, version).net
+    digits = test_digits(net.config.dataset)
     lengths, reconstructions, capsules = predict_all(net, digits.images[:count])
     return Evaluation(lengths, reconstructions, capsules, accuracy_report(lengths, digits.labels[:count]))
 
@@ -79,15 +81,16 @@ def devices() -> list[launch.Device]:
 
 
 @st.cache_data(max_entries=8, show_spinner="Reconstructing test digits from the latest checkpoint…")
-def run_reconstructions(path: str, version: float, dataset: str) -> tuple[np.ndarray, list[int]]:
-    """One fixed test digit of each class over its reconstruction by the model at `path` (a run's checkpoint),
-    as a uint8 strip, and the predicted classes."""
+def run_reconstructions(path: str, version: float, dataset: str) -> tuple[np.ndarray, list[str]]:
+    """One fixed test image of each class over its reconstruction by the model at `path` (a run's checkpoint),
+    as a uint8 strip, and the names of the predicted classes."""
     digits = test_digits(dataset)
     images = to_float(digits.images[one_per_class(digits.labels)])
     predictor = load_predictor(path, version)
     predictions = [predictor.predict(image) for image in images]
     strip = real_over_reconstruction(images, np.stack([p.reconstruction for p in predictions]), gap=2)
-    return png_bytes(strip, scale=3), [p.digit for p in predictions]
+    classes = class_names(predictor.net.config)
+    return png_bytes(strip, scale=3), [classes[p.digit] for p in predictions]
 
 
 SWEEP_DIGITS = affine.SWEEP_DIGITS  # a name tests can lower
@@ -97,8 +100,8 @@ SWEEP_DIGITS = affine.SWEEP_DIGITS  # a name tests can lower
                                             "(once per model: about a minute)…")
 def affine_sweeps(path: str, version: float, count: int) -> dict[str, dict]:
     """`capsnet.affine.accuracy_sweeps` of the model at `path` (a CapsNet or the baseline CNN) on the first `count`
-    test digits."""
-    digits = test_digits()
+    test images of its dataset."""
     net = network(path, version)
+    digits = test_digits(net.config.dataset)
     return affine.accuracy_sweeps(lambda batch: class_scores(net, to_uint8(batch)), digits.images[:count],
                                   digits.labels[:count])

@@ -41,10 +41,12 @@ def train_link() -> None:
     st.page_link(PAGES["train"], label="Train a model", icon=":material/model_training:")
 
 
-def pick_test_digit(digits, class_key: str, position_key: str, class_column, position_column) -> int:
-    """A class, then an example of it among the test digits: the chosen digit's index in `digits`. A position left
-    from another class (or a link) that this class does not have falls back to its first example."""
-    label = class_column.selectbox("Class", range(10), key=class_key)
+def pick_test_digit(digits, classes: tuple[str, ...], class_key: str, position_key: str, class_column,
+                    position_column) -> int:
+    """A class (shown by its name), then an example of it among the test images: the chosen image's index in
+    `digits`. A position left from another class (or a link) that this class does not have falls back to its first
+    example."""
+    label = class_column.selectbox("Class", range(len(classes)), format_func=classes.__getitem__, key=class_key)
     of_class = np.flatnonzero(digits.labels == label)
     if st.session_state.get(position_key, 0) >= len(of_class):
         st.session_state[position_key] = 0
@@ -52,5 +54,5 @@ def pick_test_digit(digits, class_key: str, position_key: str, class_column, pos
     return int(of_class[position])
 
 
-def test_digit_caption(digits, index: int) -> str:
-    return f"test image #{digits.indices[index]} (a {digits.labels[index]})"
+def test_digit_caption(digits, index: int, classes: tuple[str, ...]) -> str:
+    return f"test image #{digits.indices[index]}: {classes[digits.labels[index]]}"
