@@ -124,6 +124,10 @@ def test_every_page_names_fashion_classes_and_shows_fashion_test_images(fashion_
     # The shipped baseline CNN knows MNIST only: it is not offered as a comparison for a Fashion-MNIST model.
     assert not any("Baseline CNN" in c.value for c in at.caption)
 
+    at = open_page(PAGES["draw"])
+    assert_clean(at)
+    assert any("Ankle boot" in i.value and "handwritten digit" in i.value for i in at.info)
+
     at = open_page(PAGES["home"])
     assert_clean(at)
     assert any("trained on Fashion-MNIST (T-shirt/top, Trouser" in c.value for c in at.caption)
