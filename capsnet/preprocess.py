@@ -267,11 +267,12 @@ def find_digit(dark: np.ndarray, found: np.ndarray, noise_floor: float | None = 
         noise_floor = max(MIN_CONTRAST, median + NOISE_SIGMAS * spread)
     if float(level.max()) < noise_floor + MIN_CONTRAST:
         raise NoDigit("it looks blank: no ink stands out from the background")
-    # First find the digit's ink level among everything darker than the paper, then find the digit again among
-    # what is dark enough to be its ink: ruled lines and paper texture fall out the second time.
-    kept = digit_mask(level > noise_floor, level)
-    stroke_level = float(np.percentile(level[kept], INK_PERCENTILE))
-    kept = digit_mask(level > max(noise_floor, MASK_INK * stroke_level), level)
+    # First find the digit and its ink level among everything darker than the paper, then find it again within
+    # that, among what is dark enough to be its ink: ruled lines and paper texture fall out the second time (and
+    # nothing the first pass left out -- pieces of a desk's shadow, say -- comes back as a "part" of the digit).
+    first = digit_mask(level > noise_floor, level)
+    stroke_level = float(np.percentile(level[first], INK_PERCENTILE))
+    kept = digit_mask((level > max(noise_floor, MASK_INK * stroke_level)) & first, level)
     # The faint edges of the strokes, down to the noise floor, belong to the digit too: whatever is connected to
     # its ink above the floor, near it.
     labels, _ = label(level > noise_floor)
