@@ -17,7 +17,7 @@ from capsnet.explorer.explore import edit_capsule
 from capsnet.imaging import enlarge, to_float, to_uint8
 
 model = picker.require_model()
-digits = resources.test_digits(model.dataset)
+digits = picker.require_test_images(model)
 classes = model.classes
 TEST, DRAWING = "Test image", "Last drawing"
 OFFSET_RANGE = (float(MANIPULATION_OFFSETS[0]), float(MANIPULATION_OFFSETS[-1]))  # the paper's figure 4

@@ -15,7 +15,7 @@ from capsnet.explorer.explore import choose_examples
 from capsnet.imaging import real_over_reconstruction
 
 model = picker.require_model()
-digits = resources.test_digits(model.dataset)
+digits = picker.require_test_images(model)
 classes = model.classes
 COLUMNS = 10
 

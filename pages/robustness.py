@@ -17,7 +17,7 @@ from capsnet.imaging import to_float
 from capsnet.inference import BASELINE_CARD, BASELINE_MODEL
 
 model = picker.require_model()
-digits = resources.test_digits(model.dataset)
+digits = picker.require_test_images(model)
 classes = model.classes
 TEST, DRAWING = "Test digit", "Last drawing"
 # slider: (label, lowest, highest, step, format); the untransformed value is Affine()'s

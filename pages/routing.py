@@ -9,13 +9,13 @@ enter_page("Routing", "🔀")
 st.title("Routing by agreement")
 
 # After the title: these start TensorFlow.
-from capsnet.explorer import explore, figures, picker, resources, state, views
+from capsnet.explorer import explore, figures, picker, state, views
 from capsnet.imaging import to_float
 from capsnet.preprocess import IMAGE_TYPES, PreprocessError, from_upload
 
 model = picker.require_model()
 config = model.predictor.net.config
-digits = resources.test_digits(model.dataset)
+digits = picker.require_test_images(model)
 classes = model.classes
 TEST, DRAWING, UPLOAD = "Test digit", "Last drawing", "Upload"
 TOP_SENDERS = 10

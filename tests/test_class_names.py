@@ -169,3 +169,18 @@ def test_publish_ships_a_fashion_run_as_the_fashion_model(fashion_test, tmp_path
     assert "--dataset fashion_mnist" in card["command"] and card["test_images"] == 10000
     assert accuracy_report(class_scores(net, fashion_test.x_test), fashion_test.y_test)["accuracy"] == \
         card["test_accuracy"]
+
+
+def test_a_model_of_a_dataset_this_version_does_not_know(monkeypatch, tmp_path):
+    """A model file naming another dataset (another version's, or edited): its classes are numbered, and the pages
+    that need its test images say why there are none instead of failing."""
+    path = save_model(build_capsnet(ModelConfig(**NARROW, dataset="emnist_letters")), tmp_path / "letters.keras")
+    monkeypatch.setenv("CAPSNET_WEIGHTS", str(path))
+    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))
+    at = open_page(PAGES["routing"])
+    assert not at.exception
+    assert [e.value for e in at.error] == ["No test images for this model: unknown dataset 'emnist_letters'; choose "
+                                           "one of mnist, fashion_mnist"]
+    at = open_page(PAGES["draw"])
+    assert not at.exception and not at.error

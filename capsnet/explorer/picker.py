@@ -7,10 +7,12 @@ from dataclasses import dataclass
 import streamlit as st
 
 from capsnet.config import class_names
+from capsnet.data import DataUnavailable
 from capsnet.explorer import catalog, resources, state
 from capsnet.explorer.catalog import ModelChoice
 from capsnet.explorer.views import no_model_hint
 from capsnet.inference import MODEL_SUFFIXES, ModelLoadError, Predictor
+from capsnet.sample import TestDigits
 
 
 @dataclass
@@ -88,6 +90,16 @@ def require_model() -> ActiveModel:
         no_model_hint()
         st.stop()
     return model
+
+
+def require_test_images(model: ActiveModel) -> TestDigits:
+    """The test images of the model's dataset; where there are none (a model file naming a dataset this version does
+    not know), the page stops with the reason."""
+    try:
+        return resources.test_digits(model.dataset)
+    except DataUnavailable as error:
+        st.error(f"No test images for this model: {error}")
+        st.stop()
 
 
 def model_uploader() -> None:
