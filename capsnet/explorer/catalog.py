@@ -60,7 +60,7 @@ def available_models(runs: str | Path | None = None) -> list[ModelChoice]:
         path = Path(env).expanduser()
         choices.append(ModelChoice("env", f"$CAPSNET_WEIGHTS ({path.name})", path, "environment"))
     if PRETRAINED_MODEL.is_file():
-        choices.append(ModelChoice("pretrained", "Pretrained model (shipped)", PRETRAINED_MODEL, "pretrained",
+        choices.append(ModelChoice("pretrained", "Pretrained MNIST model (shipped)", PRETRAINED_MODEL, "pretrained",
                                    card=PRETRAINED_CARD))
     if FASHION_MODEL.is_file():
         choices.append(ModelChoice("fashion", "Pretrained Fashion-MNIST model (shipped)", FASHION_MODEL, "pretrained",
