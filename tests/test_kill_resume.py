@@ -125,15 +125,15 @@ def resume_with_the_cli(run: RunDir) -> subprocess.Popen:
 def test_ten_kills_lose_nothing_and_match_an_uninterrupted_run(runs, mnist, tmp_path):
     rng = random.Random(SEED)
     plan = kill_plan(rng)
+    checker = build_capsnet()  # before the trainer starts: on a busy CPU this alone can take as long as 3 epochs
+    compile_for_training(checker.train, 0.001, 0.392)
+    started = time.time()  # when the trainer to kill next started
     run = launch.launch(PARAMS, root=tmp_path / "runs", name="killed")
     runs.append(run)
-    checker = build_capsnet()
-    compile_for_training(checker.train, 0.001, 0.392)
     loaded: dict = {}
     report = []
     cli_process: subprocess.Popen | None = None
     for number, (mode, where) in enumerate(plan):
-        started = time.time()
         pid = cli_process.pid if number == 1 else run.read_raw_status()["pid"]
         kill_when(run, pid, mode, where, started, rng)
         partial = sorted(p.name for p in run.checkpoint_dir.glob(".*.part.*"))
@@ -141,6 +141,7 @@ def test_ten_kills_lose_nothing_and_match_an_uninterrupted_run(runs, mnist, tmp_
         report.append((mode, where, completed, partial, time.time() - started))
         if number < 2:
             assert completed == 0 and run.config_file.is_file()  # a run, killed before its first checkpoint
+        started = time.time()
         if number == 0:  # resumed as a user would, with the CLI: it starts over rather than failing
             cli_process = resume_with_the_cli(run)
         else:
