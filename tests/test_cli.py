@@ -9,12 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from train_support import write_tiny_mnist
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def capsnet(*args, cwd=REPO, timeout=600):
+def capsnet(*args, cwd=REPO, timeout=600, data: Path | None = None):
+    """`python -m capsnet ARGS` in a process of its own; `data`: a $CAPSNET_DATA folder."""
     env = {name: value for name, value in os.environ.items() if name not in ("TF_CPP_MIN_LOG_LEVEL", "CAPSNET_TF_LOGS")}
+    if data is not None:
+        env["CAPSNET_DATA"] = str(data)
     return subprocess.run([sys.executable, "-m", "capsnet", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -27,9 +31,16 @@ def assert_one_line_error(result, fragment):
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, mnist):
+def tiny(tmp_path_factory, mnist):
+    """Real MNIST cut to 600 training and 500 test images: each command below evaluates the test set once or twice,
+    and the full one would cost a CapsNet ~15 s each time on a CPU."""
+    return write_tiny_mnist(mnist, tmp_path_factory.mktemp("data"), n_test=500)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny):
     run = tmp_path_factory.mktemp("cli") / "run"
-    result = capsnet("train", "--subset", 200, "--epochs", 1, "--batch_size", 50, "--save_dir", run)
+    result = capsnet("train", "--subset", 200, "--epochs", 1, "--batch_size", 50, "--save_dir", run, data=tiny)
     assert result.returncode == 0, result.stderr[-3000:]
     return run, result
 
@@ -45,17 +56,17 @@ def test_train_writes_the_run_directory(trained_run):
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
 
 
-def test_test_and_manipulate_write_their_images(trained_run, tmp_path):
+def test_test_and_manipulate_write_their_images(trained_run, tiny, tmp_path):
     run, _ = trained_run
     weights = run / "trained_model.keras"
-    result = capsnet("test", "-w", weights, "--save_dir", tmp_path)
+    result = capsnet("test", "-w", weights, "--save_dir", tmp_path, data=tiny)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test error:" in result.stdout
     assert not result.stderr.strip(), result.stderr  # TensorFlow's start-up lines (oneDNN, CUDA) are held back
     grid = Image.open(tmp_path / "real_and_recon.png")
     assert grid.size == (10 * 28, 10 * 28)
 
-    result = capsnet("manipulate", "-w", weights, "--digit", 3, "--save_dir", tmp_path)
+    result = capsnet("manipulate", "-w", weights, "--digit", 3, "--save_dir", tmp_path, data=tiny)
     assert result.returncode == 0, result.stderr[-3000:]
     grid = np.asarray(Image.open(tmp_path / "manipulate-3.png"))
     assert grid.shape == (16 * 28, 11 * 28)
@@ -64,16 +75,16 @@ def test_test_and_manipulate_write_their_images(trained_run, tmp_path):
     assert all(np.array_equal(middle[0], row) for row in middle)
 
 
-def test_reference_style_testing_flag(trained_run, tmp_path):
+def test_reference_style_testing_flag(trained_run, tiny, tmp_path):
     run, _ = trained_run
-    result = capsnet("-t", "-w", run / "trained_model.keras", "--digit", 7, "--save_dir", tmp_path)
+    result = capsnet("-t", "-w", run / "trained_model.keras", "--digit", 7, "--save_dir", tmp_path, data=tiny)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "real_and_recon.png").is_file() and (tmp_path / "manipulate-7.png").is_file()
 
 
-def test_resume_extends_a_finished_run(trained_run):
+def test_resume_extends_a_finished_run(trained_run, tiny):
     run, _ = trained_run
-    result = capsnet("train", "--resume", "--save_dir", run, "--epochs", 2)
+    result = capsnet("train", "--resume", "--save_dir", run, "--epochs", 2, data=tiny)
     assert result.returncode == 0, result.stderr[-3000:]
     epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()
               if '"kind": "epoch"' in line]
@@ -97,13 +108,13 @@ def test_bad_flags_give_one_line(args, fragment):
     assert_one_line_error(capsnet(*args), fragment)
 
 
-def test_bare_weights_load_only_where_their_run_says_what_they_fit(trained_run, tmp_path):
+def test_bare_weights_load_only_where_their_run_says_what_they_fit(trained_run, tiny, tmp_path):
     """Runs of earlier versions hold bare .weights.h5 files: their config.json tells the architecture."""
     from capsnet.inference import load_capsnet
 
     run, _ = trained_run
     load_capsnet(run / "trained_model.keras").save_weights(run / "legacy.weights.h5")
-    result = capsnet("test", "-w", run / "legacy.weights.h5", "--save_dir", tmp_path)
+    result = capsnet("test", "-w", run / "legacy.weights.h5", "--save_dir", tmp_path, data=tiny)
     assert result.returncode == 0 and "test error:" in result.stdout, result.stderr[-3000:]
     (tmp_path / "loose.weights.h5").write_bytes((run / "legacy.weights.h5").read_bytes())
     assert_one_line_error(capsnet("test", "-w", tmp_path / "loose.weights.h5"), "nothing says which architecture")
