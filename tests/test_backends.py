@@ -34,8 +34,8 @@ def run_on(backend: str, script: str, tmp_path, block_tensorflow: bool = False) 
         result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=tmp_path, env=env,
                                 capture_output=True, text=True, timeout=600)
         # XLA's two simulated CPU devices sometimes miss each other at an all-reduce (one device's program never
-        # starts: XLA aborts after 40 s; given 600 s, the process sat idle). Seen in 3 of 6 runs of this file on
-        # 2026-11-28 after its other tests, never when the test ran alone, and a fresh process has always passed.
+        # starts: XLA aborts after 40 s; given 600 s, the process sat idle). On 2026-11-28 the first try failed in 5 of
+        # 7 runs of this file, never in 3 runs of the test alone, and a second process passed both times.
         if result.returncode == 0 or "Termination timeout for `all reduce" not in result.stderr:
             break
     assert result.returncode == 0, result.stderr[-3000:]
