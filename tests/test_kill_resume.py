@@ -20,7 +20,7 @@ import time
 import h5py
 import keras
 import pytest
-from train_support import assert_logged_once, wait_for, wait_state, write_tiny_mnist
+from train_support import assert_logged_once, kill_trainers, wait_for, wait_state, write_tiny_mnist
 
 from capsnet import launch
 from capsnet.config import TrainConfig
@@ -43,10 +43,7 @@ def runs(mnist, tmp_path, monkeypatch):
     monkeypatch.setenv("CAPSNET_DATA", str(write_tiny_mnist(mnist, tmp_path / "data")))
     started: list[RunDir] = []
     yield started
-    for run in started:  # never leave a trainer behind, whatever the test did
-        pid = run.read_raw_status().get("pid")
-        if pid and launch.owns_pid(run, pid):
-            os.killpg(pid, signal.SIGKILL)
+    kill_trainers(started)
 
 
 @pytest.fixture(autouse=True)

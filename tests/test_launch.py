@@ -4,7 +4,15 @@ import os
 import signal
 
 import pytest
-from train_support import TINY, assert_logged_once, wait_for, wait_state, wait_training_step, write_tiny_mnist
+from train_support import (
+    TINY,
+    assert_logged_once,
+    kill_trainers,
+    wait_for,
+    wait_state,
+    wait_training_step,
+    write_tiny_mnist,
+)
 
 from capsnet import launch
 from capsnet.rundir import RunDir
@@ -17,10 +25,7 @@ def runs(mnist, tmp_path, monkeypatch):
     monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
     started: list[RunDir] = []
     yield started
-    for run in started:  # never leave a trainer behind, whatever the test did
-        pid = run.read_raw_status().get("pid")
-        if pid and launch.owns_pid(run, pid):
-            os.killpg(pid, signal.SIGKILL)
+    kill_trainers(started)
 
 
 # --- without processes ----------------------------------------------------------------------------------------

@@ -6,15 +6,26 @@ Each trainer pays a TensorFlow import (~5-8 s); the tiny dataset keeps the rest 
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
 import numpy as np
 
+from capsnet import launch
 from capsnet.rundir import RunDir
 
 # 600 images in batches of 50 with a record per step: 12 steps (~5 s) per epoch on a busy 2-core CPU.
 TINY = {"subset": 600, "batch_size": 50, "log_every": 1, "epochs": 2}
+
+
+def kill_trainers(runs: list[RunDir]) -> None:
+    """Never leave a trainer behind, whatever a test did: kill the process group of each run's live trainer."""
+    for run in runs:
+        pid = run.read_raw_status().get("pid")
+        if pid and launch.owns_pid(run, pid):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def write_tiny_mnist(mnist, folder: Path, n_train: int = 600, n_test: int = 100) -> Path:
