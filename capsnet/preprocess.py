@@ -33,6 +33,8 @@ MAX_UPLOAD_BYTES = 25 * 2**20  # a phone's photo is 2-12 MB; an image file large
 MAX_PIXELS = 50_000_000  # more pixels than a 48-megapixel phone camera: a decompression bomb, refused before decoding
 
 WORK_SIDE = 512  # uploads are decoded to this size, the digit found in it: a thin pen in a big photo is a pixel
+MIN_WORK_SIDE = 256  # ...and smaller ones enlarged to this, so that the pixel-sized steps below (GRAIN, the bridging
+                     # of grainy strokes) stay finer than the gaps between a small photo's digit and its neighbours
 LIGHT_SIDE = 96  # the paper's brightness is estimated at this resolution...
 LIGHT_WINDOW = 0.2  # ...by a closing wider than any stroke (a fraction of the longer side)
 GRAIN = 5  # px: the digit is looked for in darkness averaged over this window
@@ -49,7 +51,9 @@ MASK_INK = 0.35  # of the ink level: what counts as ink when telling the digit f
 EDGE_REACH = 0.08  # of the longer side: how far from the digit's ink its faint edges may reach
 INK_THRESHOLD = 0.2  # of the normalised ink: fainter pixels (anti-aliasing) do not widen the crop
 EDGE_WEIGHT = 0.1  # what touches the frame's edge (the sheet's edge, a desk, ruled lines, a shadow) counts this
-                   # much when choosing the digit: a digit is rarely cut off by the frame
+                   # much when choosing the digit: a digit is rarely cut off by the frame...
+EDGE_RUN = 0.1  # ...and less again where it runs along the frame for more than this fraction of the frame's
+                # height + width: a digit cut off by the frame touches it across a stroke or two, a desk all along
 PART_MASS = 0.03  # a part of the digit (a 5's bar) carries at least this much of the main stroke's ink...
 PART_GAP = 0.5  # ...lies within this fraction of the digit's size of it...
 PART_DARKNESS = 0.5  # ...and is at least this dark, on average, relative to it: the same pen
@@ -100,7 +104,11 @@ def canvas_stages(pixels: np.ndarray) -> Stages:
 
 def upload_stages(data: bytes) -> Stages:
     gray = grayscale(read_image(data), background=None)
-    return find_digit(darkness(shrink(gray, WORK_SIDE)), gray)
+    work = shrink(gray, WORK_SIDE)
+    if max(work.shape) < MIN_WORK_SIDE:
+        scale = MIN_WORK_SIDE / max(work.shape)
+        work = resize(work, (round(work.shape[0] * scale), round(work.shape[1] * scale)))
+    return find_digit(darkness(work), gray)
 
 
 # --- pixels in -----------------------------------------------------------------------------------------------------
@@ -283,13 +291,15 @@ def find_digit(dark: np.ndarray, found: np.ndarray, noise_floor: float | None = 
     ink = np.clip((dark - noise_floor) / max(ink_level - noise_floor, 1e-6), 0.0, 1.0) * digit
     if np.mean(ink > 0.5) > MAX_INK_FRACTION:
         raise NoDigit("it is mostly ink: draw or photograph one digit on a plain background")
-    return Stages(found=shrink(found, PREVIEW_SIDE), ink=shrink(ink, PREVIEW_SIDE), image=to_mnist(ink))
+    preview = shrink(found, PREVIEW_SIDE)
+    return Stages(found=preview, ink=resize(ink, preview.shape), image=to_mnist(ink))
 
 
 def digit_mask(mask: np.ndarray, level: np.ndarray) -> np.ndarray:
     """The connected components of `mask` that make up the digit: the one with the most ink, near the centre (what
-    touches the frame's edge -- the sheet's edge, a desk, ruled lines, a shadow -- counts for little), and the parts
-    near it with a share of ink of their own, of the same pen, not touching the frame's edge unless it does."""
+    touches the frame's edge -- the sheet's edge, a desk, ruled lines, a shadow -- counts for little, and what runs
+    along it for long, less), and the parts near it with a share of ink of their own, of the same pen, not touching
+    the frame's edge unless it does."""
     labels, count = label(rank_filter(mask, 3, np.maximum))  # bridge grainy strokes
     if count == 0:
         raise NoDigit("it looks blank: no ink stands out from the background")
@@ -307,9 +317,13 @@ def digit_mask(mask: np.ndarray, level: np.ndarray) -> np.ndarray:
     np.maximum.at(bottom, index[inside], rows)
     np.maximum.at(right, index[inside], cols)
     edge = (top == 0) | (left == 0) | (bottom == h - 1) | (right == w - 1)
+    frame = np.zeros((h, w), bool)
+    frame[[0, -1], :] = frame[:, [0, -1]] = True
+    along_frame = np.bincount(index, frame.ravel(), count + 1)  # pixels on the frame's edge
+    edge_weight = EDGE_WEIGHT * np.minimum(1.0, EDGE_RUN * (h + w) / np.maximum(along_frame, 1))
     centre_y, centre_x = (top + bottom) / 2 / h - 0.5, (left + right) / 2 / w - 0.5
     darkness = mass / np.maximum(np.bincount(index[inside], mask.ravel()[inside], count + 1), 1)
-    score = mass * np.where(edge, EDGE_WEIGHT, 1.0) / (1 + centre_y**2 + centre_x**2)
+    score = mass * np.where(edge, edge_weight, 1.0) / (1 + centre_y**2 + centre_x**2)
     score[0] = -1
     main = int(np.argmax(score))
     chosen = {main}
