@@ -7,8 +7,8 @@ uneven light, faint pencil, shadows, specks, a desk beyond the sheet, a small di
 take one path, and only the first step differs:
 
     canvas: light ink on black -------------------------------------------------> darkness in [0, 1]
-    photo:  decode -> grayscale -> which way round -> divided by the paper's own  -^
-            brightness (a smooth upper envelope: lamps, gradients, shadows)
+    photo:  decode -> grayscale -> 256-512 px -> which way round -> divided by    -^
+            the paper's own brightness (a smooth upper envelope: lamps, gradients, shadows)
     darkness -> the digit among specks, lines, edges -> its contrast normalised -> crop
              -> strokes at least MNIST-wide -> longer side 20 px -> centre of mass at (14, 14)
 
