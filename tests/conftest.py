@@ -32,6 +32,15 @@ def random_model(tmp_path_factory) -> Path:
     return save_model(build_capsnet(), tmp_path_factory.mktemp("models") / "random.keras")
 
 
+@pytest.fixture
+def no_shipped_models(tmp_path, monkeypatch) -> None:
+    """The explorer as on a checkout without the models in assets/: only what a test provides is on offer."""
+    from capsnet.explorer import catalog
+
+    for shipped in ("PRETRAINED_MODEL", "FASHION_MODEL"):
+        monkeypatch.setattr(catalog, shipped, tmp_path / "absent.keras")
+
+
 @pytest.fixture(scope="session")
 def mnist():
     """The real MNIST, from whichever source the data layer finds (the PyPI mirror on a fresh machine)."""

@@ -95,11 +95,10 @@ def test_every_page_renders(app_env, page):
         assert len(at.slider) == 16 and "Prediction:" in texts(at)
 
 
-def test_without_any_model_pages_say_so(monkeypatch, tmp_path):
+def test_without_any_model_pages_say_so(monkeypatch, tmp_path, no_shipped_models):
     monkeypatch.delenv("CAPSNET_WEIGHTS", raising=False)
     monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))
-    monkeypatch.setattr(catalog, "PRETRAINED_MODEL", tmp_path / "absent.keras")
     at = open_app()
     assert_clean(at)
     assert "No trained model exists yet" in at.warning[0].value
@@ -214,7 +213,7 @@ def test_reconstruct_filters_and_sends_a_digit_to_latent(app_env):
     assert f"test image #{test_index}: 4" in images(at)
 
 
-def test_catalog_lists_finished_runs_only(app_env, one_routing_model, monkeypatch):
+def test_catalog_lists_finished_runs_only(app_env, one_routing_model, no_shipped_models):
     root = app_env / "runs"
     for name, run_state in [("20260101-done", "finished"), ("20260102-busy", "running"),
                             ("20260103-empty", "finished")]:
@@ -224,7 +223,6 @@ def test_catalog_lists_finished_runs_only(app_env, one_routing_model, monkeypatc
         run.write_status(run_state, pid=os.getpid())  # a live pid: "running" stays running
         if name != "20260103-empty":
             run.final_model.symlink_to(one_routing_model)
-    monkeypatch.setattr(catalog, "PRETRAINED_MODEL", app_env / "absent.keras")
     choices = catalog.available_models()
     assert [c.key for c in choices] == ["env", "run:20260101-done"]
     card = catalog.model_card(choices[1], load_capsnet(choices[1].path).config)

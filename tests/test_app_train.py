@@ -19,12 +19,11 @@ from capsnet.rundir import RunDir, list_runs
 
 
 @pytest.fixture(autouse=True)
-def own_folders(tmp_path, monkeypatch):
+def own_folders(tmp_path, monkeypatch, no_shipped_models):
     """Runs and uploads of this test only; the explorer's default model is whatever a test sets."""
     monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))
     monkeypatch.delenv("CAPSNET_WEIGHTS", raising=False)
-    monkeypatch.setattr(catalog, "PRETRAINED_MODEL", tmp_path / "absent.keras")
 
 
 @pytest.fixture

@@ -331,12 +331,11 @@ def test_a_model_file_from_the_shell_is_one_line(bad_models):
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch) -> AppTest:
+def home(tmp_path, monkeypatch, no_shipped_models) -> AppTest:
     """Home with no model at all (nothing to load between uploads) and an upload folder of this test's own."""
     monkeypatch.delenv("CAPSNET_WEIGHTS", raising=False)
     monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))
-    monkeypatch.setattr(catalog, "PRETRAINED_MODEL", tmp_path / "absent.keras")
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
     assert not at.exception and "No trained model exists yet" in at.warning[0].value
     return at
