@@ -93,3 +93,23 @@ def accelerators() -> list[str]:
 def describe_device() -> str:
     """What a run records as its device: the GPUs' names, else the CPU and its cores."""
     return ", ".join(accelerators()) or f"CPU ({os.cpu_count()} cores)"
+
+
+def gpu_capabilities() -> list[tuple[int, int]]:
+    """The CUDA compute capability (major, minor) of each GPU the active backend computes on (empty on a CPU)."""
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)))
+                for gpu in tf.config.list_physical_devices("GPU")]
+    if backend == "jax":
+        import jax
+
+        return [tuple(int(part) for part in str(device.compute_capability).split(".")[:2])
+                for device in jax.devices() if device.platform == "gpu"]
+    if backend == "torch":
+        import torch
+
+        return [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())]
+    return []

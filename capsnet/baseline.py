@@ -20,6 +20,7 @@ import keras
 from keras import layers
 
 from capsnet.config import CNNConfig
+from capsnet.precision import dtype_policy
 
 
 @keras.saving.register_keras_serializable(package="capsnet")
@@ -29,8 +30,6 @@ class BaselineCNN(keras.Model):
 
     def __init__(self, config: CNNConfig | dict | None = None, precision: str = "float32", **kwargs):
         super().__init__(**kwargs)
-        from capsnet.model import dtype_policy  # shared with CapsNet: build in a precision, leave the global alone
-
         config = CNNConfig.from_dict(config) if isinstance(config, dict) else config or CNNConfig()
         self.model_config = config
         with dtype_policy(precision):

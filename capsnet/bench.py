@@ -19,6 +19,7 @@ from capsnet.imaging import to_float
 from capsnet.inference import Predictor
 from capsnet.losses import compile_for_training
 from capsnet.model import build_capsnet
+from capsnet.precision import AUTO, resolve
 
 
 def median_seconds(fn, repeats: int, warmup: int) -> float:
@@ -122,7 +123,7 @@ def initialisation_check(steps: int = 60, batch_size: int = 100) -> dict:
     results = {}
     for name in ("normal_0.05", "glorot_uniform"):
         keras.utils.set_random_seed(0)
-        net = build_capsnet(precision="mixed_bfloat16")
+        net = build_capsnet(precision=resolve(AUTO).precision)
         if name == "glorot_uniform":
             weights = net.eval.get_layer("digit_capsules").W
             weights.assign(keras.initializers.GlorotUniform(seed=0)(weights.shape))
@@ -136,12 +137,22 @@ def initialisation_check(steps: int = 60, batch_size: int = 100) -> dict:
     return results
 
 
+def expand_precisions(requested: list[str]) -> list[str]:
+    """The policies to time: `auto` stands for both where this machine computes bfloat16 natively (the comparison
+    is the point there), for float32 alone elsewhere (emulated bfloat16 steps would take most of the run)."""
+    auto = ["mixed_bfloat16", "float32"] if resolve(AUTO).precision == "mixed_bfloat16" \
+        else ["float32"]
+    expanded = [p for name in requested for p in (auto if name == AUTO else [name])]
+    return list(dict.fromkeys(expanded))
+
+
 def run_benchmark(precisions: list[str], steps: int = 20, batch_size: int = 100, accuracy: bool = False,
                   init: bool = False, epoch: bool = False, reference: str | None = None) -> dict:
     from capsnet import backend
 
     results: dict = {"backend": backend.name(), "device": backend.describe_device(), "batch_size": batch_size,
-                     "steps": steps}
+                     "steps": steps, "precision_auto": resolve(AUTO).describe()}
+    precisions = expand_precisions(precisions)
     if init:
         results["initialisation"] = initialisation_check()
     if accuracy:

@@ -12,6 +12,7 @@ import math
 import sys
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 COMMANDS = ("train", "test", "manipulate", "data", "bench")
@@ -64,11 +65,11 @@ def existing_file(text: str) -> str:
 
 
 def precision_list(text: str) -> list[str]:
-    from capsnet.config import PRECISIONS  # light: dataclasses only
+    from capsnet.precision import CHOICES  # light: dataclasses only
 
     precisions = [p.strip() for p in text.split(",") if p.strip()]
-    if not precisions or set(precisions) - set(PRECISIONS):
-        raise argparse.ArgumentTypeError(f"use one or more of {','.join(PRECISIONS)}, got {text!r}")
+    if not precisions or set(precisions) - set(CHOICES):
+        raise argparse.ArgumentTypeError(f"use one or more of {','.join(CHOICES)}, got {text!r}")
     return precisions
 
 
@@ -80,7 +81,8 @@ def digit_choice(text: str) -> str:
 
 def build_parser() -> Parser:
     from capsnet.backend import BACKENDS  # light: no Keras yet
-    from capsnet.config import DATASETS, NETWORKS, PRECISIONS, TrainConfig  # light: dataclasses only
+    from capsnet.config import DATASETS, NETWORKS, TrainConfig  # light: dataclasses only
+    from capsnet.precision import CHOICES as PRECISION_CHOICES  # light: no Keras until resolved
 
     d = TrainConfig()
     parser = Parser(prog="python -m capsnet", description="CapsNet (Sabour et al. 2017) on MNIST and Fashion-MNIST.")
@@ -111,7 +113,8 @@ def build_parser() -> Parser:
                        help="weight of the reconstruction loss")
     train.add_argument("-r", "--routings", type=positive_int,
                        help=f"routing iterations (default {d.model.routings}; with -t: the model's own)")
-    train.add_argument("--shift_fraction", type=shift_fraction, default=d.shift_fraction, help="max shift / image size")
+    train.add_argument("--shift_fraction", type=shift_fraction, default=d.shift_fraction,
+                       help="max shift / image size (MultiMNIST shifts each digit by up to 4 pixels instead)")
     train.add_argument("--debug", action="store_true", help="write TensorBoard logs into the run directory")
     train.add_argument("--save_dir", help="run directory (default: <runs>/<timestamp>-r<routings>, where <runs> is "
                                           "$CAPSNET_RUNS_DIR or runs/)")
@@ -123,7 +126,9 @@ def build_parser() -> Parser:
                        help=f"default {d.dataset}; with -t: the one the model was trained on")
     train.add_argument("--subset", type=positive_int, help="train on the first N training images only")
     train.add_argument("--resume", action="store_true", help="continue --save_dir from its last checkpoint")
-    train.add_argument("--precision", default=d.precision, choices=PRECISIONS)
+    train.add_argument("--precision", default=d.precision, choices=PRECISION_CHOICES,
+                       help="auto (the default): mixed_bfloat16 where the GPU or CPU computes bfloat16 natively, "
+                            "else float32")
     train.add_argument("--model", default="capsnet", choices=NETWORKS,
                        help="capsnet, or cnn: the baseline CNN of capsnet/baseline.py, trained with the same recipe")
     train.add_argument("--seed", type=seed_number, default=d.seed)
@@ -140,6 +145,9 @@ def build_parser() -> Parser:
     model_flags(test)
     test.add_argument("--affine", action="store_true",
                       help="also test 1,000 digits rotated, scaled, sheared and shifted (JSON; capsnet/affine.py)")
+    test.add_argument("--attack", action="store_true",
+                      help="also attack 1,000 digits (FGSM and PGD over epsilon) and detect them by reconstruction "
+                           "(JSON; capsnet/attack.py)")
     model_flags(commands.add_parser("manipulate", help="16x11 latent manipulation grid of a digit capsule"))
     data = commands.add_parser("data", help="find (or fetch) the dataset and report its source")
     data.add_argument("--dataset", default=d.dataset, choices=DATASETS)
@@ -147,8 +155,9 @@ def build_parser() -> Parser:
     backend_flag(bench)
     bench.add_argument("--steps", type=positive_int, default=20)
     bench.add_argument("--batch_size", type=positive_int, default=100)
-    bench.add_argument("--precision", type=precision_list, default=list(PRECISIONS),
-                       help=f"comma-separated policies to compare (default: {','.join(PRECISIONS)})")
+    bench.add_argument("--precision", type=precision_list, default=["auto"],
+                       help=f"comma-separated policies to compare, of {','.join(PRECISION_CHOICES)} (default: auto: "
+                            "both where this machine computes bfloat16 natively, else float32 alone)")
     bench.add_argument("--accuracy", action="store_true",
                        help="also train each policy for one epoch on 6k images (same seed) and compare test accuracy")
     bench.add_argument("--epoch", action="store_true",
@@ -184,6 +193,7 @@ def cmd_train(args) -> None:
         cmd_manipulate(args)
         return
     from capsnet import distribute
+    from capsnet.config import digits_per_image
     from capsnet.inference import load_network
     from capsnet.rundir import RunDir, new_run_name, runs_root
     from capsnet.train import train
@@ -203,6 +213,9 @@ def cmd_train(args) -> None:
         config.epochs = args.epochs or config.epochs
     else:
         config = new_config(args)
+        if args.model == "cnn" and digits_per_image(config.dataset) > 1:
+            raise UserError(f"the baseline CNN names one object per image; {config.dataset} images hold "
+                            f"{digits_per_image(config.dataset)}: train a CapsNet on it")
         label = f"r{config.model.routings}" if args.model == "capsnet" else args.model
         save_dir = Path(args.save_dir or runs_root() / new_run_name(label))
         if chief and (save_dir / "config.json").exists():
@@ -266,13 +279,16 @@ def load_for_cli(args):
 def report_test(net, dataset: str | None, save_dir: Path) -> dict:
     """Test accuracy (overall and per class) of a CapsNet or the baseline CNN on `dataset` (None: the one it was
     trained on); for a CapsNet also real_and_recon.png."""
-    from capsnet.config import class_names
+    from capsnet.config import class_names, digits_per_image
     from capsnet.data import load_dataset
     from capsnet.evaluate import accuracy_report, class_scores, predict_all
     from capsnet.imaging import real_over_reconstruction, save_png
     from capsnet.model import CapsNet
 
-    data = load_dataset(dataset or net.config.dataset)
+    dataset = checked_dataset(net, dataset)
+    if digits_per_image(dataset) > 1:
+        return report_pairs(net, save_dir)
+    data = load_dataset(dataset)
     capsnet = isinstance(net, CapsNet)
     if capsnet:
         scores, recon, _ = predict_all(net, data.x_test)
@@ -289,11 +305,46 @@ def report_test(net, dataset: str | None, save_dir: Path) -> dict:
     return report
 
 
+def checked_dataset(net, dataset: str | None) -> str:
+    """The dataset to test `net` on: `dataset`, or the one it was trained on; images of another size are refused."""
+    from capsnet.config import image_shape
+
+    dataset = dataset or net.config.dataset
+    if image_shape(dataset) != tuple(net.config.input_shape):
+        size = "x".join(map(str, net.config.input_shape[:2]))
+        raise UserError(f"the model reads {size} images; {dataset} has {'x'.join(map(str, image_shape(dataset)[:2]))}"
+                        f" (test it on {net.config.dataset})")
+    return dataset
+
+
+def report_pairs(net, save_dir: Path) -> dict:
+    """A MultiMNIST model on the fixed test pairs: the paper's error (both digits right), at-least-one accuracy, and
+    real_and_recon.png (each pair over its two reconstructions, red and green)."""
+    from capsnet import multimnist
+    from capsnet.data import load_dataset
+    from capsnet.imaging import save_png
+
+    data = load_dataset("multimnist")
+    pairs = multimnist.test_pairs(data.x_test, data.y_test)
+    lengths, _, reconstructions = multimnist.predict_pairs(net, pairs.images)
+    report = multimnist.pair_report(lengths, pairs.labels)
+    print(f"MultiMNIST test error: {100 * report['error']:.2f}% ({report['errors']} of {report['count']} pairs: "
+          f"both digits must be the two longest capsules); at least one right: "
+          f"{100 * report['at_least_one_accuracy']:.2f}%")
+    path = save_png(multimnist.real_and_recon(pairs.images[:50], reconstructions[:50]), save_dir / "real_and_recon.png")
+    print(f"pairs (top) and their two reconstructions, red and green (bottom): {path}")
+    return report
+
+
 def cmd_test(args) -> None:
     from capsnet.inference import load_network
 
     net = load_network(args.weights, routings=args.routings)
     report_test(net, args.dataset, output_dir(args.save_dir))
+    if getattr(args, "attack", False):  # `train -t` tests too, without this flag
+        attack_report(args, net)
+    if getattr(args, "affine", False) and net.config.dataset == "multimnist":
+        raise UserError("--affine sweeps single digits; a MultiMNIST model reads pairs")
     if getattr(args, "affine", False):  # `train -t` tests too, without this flag
         from capsnet.affine import SWEEP_DIGITS, accuracy_sweeps
         from capsnet.data import load_dataset
@@ -307,7 +358,15 @@ def cmd_test(args) -> None:
                           "affine_sweeps": sweeps}))
 
 
+def attack_report(args, net) -> None:
+    """`test --attack`: the attack curves of `net` on its test set, as JSON (what the model cards store)."""
+    from capsnet.attack import cli_report
+
+    print(json.dumps(cli_report(net, args.dataset, str(args.weights or "assets/capsnet.keras"))))
+
+
 def cmd_manipulate(args) -> None:
+    from capsnet import multimnist
     from capsnet.config import class_names
     from capsnet.data import load_dataset
     from capsnet.evaluate import manipulation_grid, pick_example, predict_all
@@ -315,17 +374,25 @@ def cmd_manipulate(args) -> None:
 
     net = load_for_cli(args)
     save_dir = output_dir(args.save_dir)
-    data = load_dataset(args.dataset or net.config.dataset)
+    dataset = checked_dataset(net, args.dataset)
+    data = load_dataset(dataset)
     classes = class_names(net.config)
     candidates = 1000  # enough to hold a correctly classified example of every class
-    lengths, _, capsules = predict_all(net, data.x_test[:candidates])
+    if dataset == "multimnist":  # a pair holding the digit, both of whose digits the model names
+        pairs = multimnist.test_pairs(data.x_test, data.y_test)[:candidates]
+        lengths, _, capsules = predict_all(net, pairs.images)
+        pick = partial(multimnist.pick_pair, lengths, pairs.labels)
+    else:
+        lengths, _, capsules = predict_all(net, data.x_test[:candidates])
+        pick = partial(pick_example, lengths, data.y_test[:candidates])
     digits = range(10) if args.digit == "all" else [int(args.digit)]
     for digit in digits:
-        index = pick_example(lengths, data.y_test[:candidates], digit)
+        index = pick(digit)
         grid = manipulation_grid(net, capsules[index], digit)
         path = save_png(grid, save_dir / f"manipulate-{digit}.png")
         name = f"digit {digit}" if classes[digit] == str(digit) else f"class {digit} ({classes[digit]})"
-        print(f"{name} (test image {index}): 16 dimensions x 11 offsets -> {path}")
+        print(f"{name} (test {'pair' if dataset == 'multimnist' else 'image'} {index}): 16 dimensions x 11 offsets "
+              f"-> {path}")
 
 
 def cmd_bench(args) -> None:

@@ -11,14 +11,31 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DATASETS = ("mnist", "fashion_mnist")
-DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}  # as people write them
+DATASETS = ("mnist", "fashion_mnist", "multimnist")
+# As people write them:
+DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "multimnist": "MultiMNIST"}
 # What each class of a dataset is called, in label order: what every page and the CLI show for a prediction.
 CLASS_NAMES = {
     "mnist": tuple("0123456789"),
     "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                       "Ankle boot"),
+    "multimnist": tuple("0123456789"),
 }
+# MultiMNIST (capsnet.multimnist) is made of MNIST's digits: two to an image, each shifted within a 36x36 frame.
+SOURCE_DATASET = {"multimnist": "mnist"}
+IMAGE_SIZE = {"multimnist": 36}  # others: 28
+DIGITS_PER_IMAGE = {"multimnist": 2}  # others: 1
+
+
+def image_shape(dataset: str) -> tuple[int, int, int]:
+    """The input shape of a network trained on `dataset`."""
+    size = IMAGE_SIZE.get(dataset, 28)
+    return (size, size, 1)
+
+
+def digits_per_image(dataset: str) -> int:
+    """How many objects each image of `dataset` holds: what the training view's labels and reconstructions hold."""
+    return DIGITS_PER_IMAGE.get(dataset, 1)
 # Compute precisions: mixed_bfloat16 runs convolutions and dense layers in bfloat16 (the capsule math stays float32).
 PRECISIONS = ("mixed_bfloat16", "float32")
 
@@ -87,18 +104,21 @@ class TrainConfig:
     batch_size: int = 100
     lr: float = 0.001
     lr_decay: float = 0.9  # learning rate multiplied by this after every epoch
-    lam_recon: float = 0.392  # 0.0005 * 784: the paper's SSE weight expressed for an MSE loss
+    # 0.0005 * 784: the paper's SSE weight expressed for the MSE of one 28x28 image (larger images and several
+    # digits scale it by their pixel count, capsnet.losses.reconstruction_weight, so it stays 0.0005 * SSE).
+    lam_recon: float = 0.392
     shift_fraction: float = 0.1  # random shifts of up to int(0.1 * 28) = 2 pixels
     subset: int | None = None  # first N training images only, for quick runs
-    precision: str = "mixed_bfloat16"  # one of PRECISIONS
+    precision: str = "auto"  # "auto" (mixed_bfloat16 where the hardware computes bfloat16 natively) or a PRECISION
     seed: int = 0
     log_every: int = 20  # steps between metrics.jsonl records
     debug: bool = False  # TensorBoard logs
     model: ModelConfig | CNNConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
-        # The network records its dataset, so that a model file names its classes wherever it goes.
-        self.model = dataclasses.replace(self.model, dataset=self.dataset)
+        # The network records its dataset, so that a model file names its classes wherever it goes, and takes the
+        # dataset's image size.
+        self.model = dataclasses.replace(self.model, dataset=self.dataset, input_shape=image_shape(self.dataset))
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

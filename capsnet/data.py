@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capsnet.config import DATASETS
+from capsnet.config import DATASETS, SOURCE_DATASET
 
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",
@@ -219,6 +219,7 @@ def load_dataset(dataset: str = "mnist", allow_download: bool = True) -> Dataset
     """Return the first source that provides `dataset`; raise `DataUnavailable` listing every attempt."""
     if dataset not in DATASETS:
         raise DataUnavailable(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    dataset = SOURCE_DATASET.get(dataset, dataset)  # MultiMNIST's pairs are made of MNIST's digits
     folder = data_dir()
     attempts: list[str] = []
     local_sources = [("data directory", folder), ("Keras cache", keras_cache_dir()),

@@ -14,7 +14,7 @@ MANIPULATION_OFFSETS = np.round(np.arange(-0.25, 0.2501, 0.05), 2)  # 11 columns
 
 def predict_all(net: CapsNet, images: np.ndarray, batch_size: int = 250) -> tuple[np.ndarray, ...]:
     """uint8 or float images [n, 28, 28] -> (lengths [n, 10], reconstructions [n, 28, 28], capsules [n, 10, 16])."""
-    x = as_model_input(images)
+    x = as_model_input(images, net.config.input_shape)
     lengths, recon, capsules = net.eval.predict(x, batch_size=batch_size, verbose=0)
     return lengths, recon[..., 0], capsules
 
@@ -24,11 +24,18 @@ def class_scores(net: keras.Model, images: np.ndarray, batch_size: int = 250) ->
     (what accuracy compares, whichever the network)."""
     if isinstance(net, CapsNet):
         return predict_all(net, images, batch_size)[0]
-    return net.eval.predict(as_model_input(images), batch_size=batch_size, verbose=0)
+    return net.eval.predict(as_model_input(images, net.config.input_shape), batch_size=batch_size, verbose=0)
 
 
-def as_model_input(images: np.ndarray) -> np.ndarray:
-    return to_float(images).reshape((-1, 28, 28, 1))
+def as_model_input(images: np.ndarray, input_shape: tuple[int, ...] = (28, 28, 1)) -> np.ndarray:
+    """A batch of images, [n, h, w] or [n, h, w, 1] (the model's size), uint8 or floats in [0, 1] -> the model's
+    float32 input. Anything else raises a ValueError that says what came (`imaging.to_float` converts)."""
+    x = to_float(images)
+    shape = tuple(input_shape)
+    if x.ndim < 2 or x.shape[1:] not in ((shape, shape[:2]) if shape[-1] == 1 else (shape,)):
+        raise ValueError(f"expected a batch of images of shape [n, {', '.join(map(str, shape[:2]))}], got an array "
+                         f"of shape {x.shape}")
+    return x.reshape((-1, *shape))
 
 
 def accuracy_report(lengths: np.ndarray, labels: np.ndarray, num_classes: int = 10) -> dict:
@@ -63,6 +70,10 @@ def manipulation_rows(capsules: np.ndarray, digit: int, offsets: np.ndarray = MA
 def manipulation_grid(net: CapsNet, capsules: np.ndarray, digit: int,
                       offsets: np.ndarray = MANIPULATION_OFFSETS) -> np.ndarray:
     """Decode every edit of `manipulation_rows`: one image, a row per capsule dimension, a column per offset."""
+    expected = (net.config.num_classes, net.config.digit_dim)
+    if np.shape(capsules) != expected or not 0 <= digit < expected[0]:
+        raise ValueError(f"expected digit capsules of shape {expected} and a class from 0 to {expected[0] - 1}, got "
+                         f"shape {np.shape(capsules)} and class {digit!r}")
     edited = manipulation_rows(capsules, digit, offsets)
     one_hot = np.zeros((len(edited), capsules.shape[0]), np.float32)
     one_hot[:, digit] = 1.0

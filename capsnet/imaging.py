@@ -1,4 +1,4 @@
-"""Digit images as arrays: one conversion from uint8 pixels, grids of digits, and PNG encoding.
+"""Digit images as arrays: one conversion from uint8 pixels (`to_float`), grids of digits, and PNG encoding.
 
 Images are float32 in [0, 1], white ink on black, [28, 28] each (MNIST's layout); a batch is [n, 28, 28].
 """
@@ -13,9 +13,23 @@ from PIL import Image
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 pixels (0-255) or floats already in [0, 1] -> float32 in [0, 1]."""
+    """uint8 pixels (0-255), booleans or floats already in [0, 1] -> float32 in [0, 1]: the one conversion of
+    images on their way into a network. Anything else raises a ValueError that says what came: other integer types
+    (0-255 or 0-1? no way to tell) and floats outside [0, 1] (0-255 values as floats, say) would otherwise be read
+    wrongly without a word."""
     images = np.asarray(images)
-    return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    if images.dtype == np.bool_:
+        return images.astype(np.float32)
+    if not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(f"expected images as uint8 pixels (0-255) or floats in [0, 1], got {images.dtype}")
+    if images.size:
+        low, high = float(np.min(images)), float(np.max(images))
+        if not (low >= 0.0 and high <= 1.0):  # NaN fails this too
+            hint = "; 0-255 pixels: pass them as uint8, or divide by 255" if 1.0 < high <= 255.0 and low >= 0 else ""
+            raise ValueError(f"expected float images in [0, 1], got values from {low:g} to {high:g}{hint}")
+    return images.astype(np.float32)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from capsnet import reference
 from capsnet.baseline import BaselineCNN
 from capsnet.compiled import compile_function
 from capsnet.config import CNNConfig, ModelConfig, TrainConfig, network_config
+from capsnet.imaging import to_float
 from capsnet.model import CapsNet, build_network
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -35,6 +36,9 @@ PRETRAINED_MODEL = ASSETS / "capsnet.keras"
 PRETRAINED_CARD = ASSETS / "model_card.json"
 FASHION_MODEL = ASSETS / "capsnet_fashion.keras"  # a CapsNet trained on Fashion-MNIST with the CLI's defaults
 FASHION_CARD = ASSETS / "capsnet_fashion_card.json"
+# Two overlapping digits per 36x36 image (capsnet.multimnist), trained with `--dataset multimnist`.
+MULTIMNIST_MODEL = ASSETS / "capsnet_multimnist.keras"
+MULTIMNIST_CARD = ASSETS / "capsnet_multimnist_card.json"
 BASELINE_MODEL = ASSETS / "cnn.keras"  # the baseline CNN the Robustness page compares with (capsnet.baseline)
 BASELINE_CARD = ASSETS / "cnn_card.json"
 MODEL_SUFFIXES = (".keras", ".h5")  # .weights.h5 ends in .h5 too
@@ -166,15 +170,24 @@ class Predictor:
         self._route = compile_function(lambda x: net.routing(x, training=False), [image], jit_compile)
 
     def predict(self, image: np.ndarray) -> Prediction:
-        """`image`: [28, 28] float in [0, 1] (white digit on black, MNIST-style)."""
+        """`image`: one [28, 28] image (the model's input size; [28, 28, 1] too), white digit on black, MNIST-style:
+        uint8 pixels (0-255) or floats in [0, 1]. Anything else raises a ValueError that says what came."""
         lengths, reconstruction, capsules = self._classify(self._batch(image))
         return Prediction(lengths[0], capsules[0], reconstruction[0, ..., 0])
 
     def decode(self, capsules: np.ndarray, digit: int) -> np.ndarray:
         """Reconstruct from digit capsules [10, 16] (possibly edited), reading only capsule `digit`."""
+        expected = (self.num_classes, self.net.config.digit_dim)
+        capsules = np.asarray(capsules)
+        if capsules.shape != expected or not np.issubdtype(capsules.dtype, np.number) \
+                or not np.all(np.isfinite(capsules)):
+            raise ValueError(f"expected finite digit capsules of shape {expected}, got {capsules.dtype} "
+                             f"{capsules.shape}")
+        if not (np.issubdtype(type(digit), np.integer) and 0 <= digit < self.num_classes):
+            raise ValueError(f"expected a class index from 0 to {self.num_classes - 1}, got {digit!r}")
         one_hot = np.zeros((1, self.num_classes), np.float32)
         one_hot[0, digit] = 1.0
-        return self._decode(np.asarray(capsules, np.float32)[None], one_hot)[0, ..., 0]
+        return self._decode(capsules.astype(np.float32)[None], one_hot)[0, ..., 0]
 
     def couplings(self, image: np.ndarray) -> np.ndarray:
         """Coupling coefficients of every routing round for one image: [routings, classes, primary capsules]."""
@@ -192,4 +205,12 @@ class Predictor:
         self.couplings(blank)
 
     def _batch(self, image: np.ndarray) -> np.ndarray:
-        return np.asarray(image, np.float32).reshape((1, *self.net.config.input_shape))
+        """One image as the compiled functions take it: converted by `imaging.to_float` (uint8 is divided by 255
+        there and nowhere else), its shape checked rather than reshaped blindly."""
+        shape = tuple(self.net.config.input_shape)
+        x = to_float(image)
+        accepted = (shape, shape[:2]) if shape[-1] == 1 else (shape,)
+        one_of_a_batch = x.ndim > 0 and x.shape[0] == 1 and x.shape[1:] in accepted
+        if x.shape not in accepted and not one_of_a_batch:
+            raise ValueError(f"expected one image of shape {accepted[-1]}, got an array of shape {x.shape}")
+        return x.reshape((1, *shape))

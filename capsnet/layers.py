@@ -20,6 +20,31 @@ def squash(vectors, axis: int = -1):
     return scale * vectors
 
 
+def convolve_as_matmul() -> bool:
+    """Whether the primary capsules' strided convolution runs as a matrix product of patches: on JAX on a CPU.
+
+    XLA:CPU computes that 9x9, stride-2 convolution's gradient with respect to its input as a convolution of a
+    dilated input, outside its fast (Eigen) convolution path: at batch 100 it took longer than the rest of the
+    training step together. As patches @ kernel, the forward pass and both gradients are plain matrix products
+    (README, "JAX on a CPU"). TensorFlow's own kernels (oneDNN) and GPUs (cuDNN) convolve well as they are.
+    """
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    return jax.default_backend() == "cpu"
+
+
+def tensorflow_on_cpu() -> bool:
+    """Whether training computes the primary capsules' convolution as patches @ kernel on TensorFlow: where
+    TensorFlow computes on the CPU (`capsnet.patchconv`; on a GPU cuDNN's convolution is the fast path)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    from capsnet import patchconv
+
+    return patchconv.available()
+
+
 @keras.saving.register_keras_serializable(package="capsnet")
 class PrimaryCapsule(keras.layers.Layer):
     """A convolution whose channels are grouped into `n_channels` capsule types of `capsule_dim` dimensions.
@@ -42,10 +67,41 @@ class PrimaryCapsule(keras.layers.Layer):
     def build(self, input_shape):
         self.conv.build(input_shape)
 
-    def call(self, inputs):
-        features = self.conv(inputs)
+    def call(self, inputs, training=None):
+        as_matmul = convolve_as_matmul() and self.conv.data_format == "channels_last"
+        if as_matmul:
+            features = self.patches_conv(inputs)
+        elif training and self.conv.data_format == "channels_last" and tensorflow_on_cpu():
+            features = self.patches_conv_tf(inputs)
+        else:
+            features = self.conv(inputs)
         capsules = ops.reshape(features, (-1, self.num_capsules(features.shape), self.capsule_dim))
         return squash(ops.cast(capsules, "float32"))
+
+    def patches_conv(self, inputs):
+        """`self.conv` computed as one matrix product of the image patches (im2col) with its kernel: the same
+        weights, the same result to float rounding. For XLA on a CPU (see `convolve_as_matmul`)."""
+        conv, k, s = self.conv, self.kernel_size, self.strides
+        inputs = ops.cast(inputs, conv.compute_dtype)
+        height, width, channels = inputs.shape[1:]
+        out_h, out_w = (height - k) // s + 1, (width - k) // s + 1
+        # Strided slices, one per kernel tap, laid side by side in the kernel's (row, column, channel) order; their
+        # gradient is a padded add, where the convolution's gradient is a dilated convolution.
+        patches = ops.concatenate([inputs[:, i:i + s * (out_h - 1) + 1:s, j:j + s * (out_w - 1) + 1:s, :]
+                                   for i in range(k) for j in range(k)], axis=-1)
+        kernel = ops.reshape(ops.cast(conv.kernel, conv.compute_dtype), (k * k * channels, conv.filters))
+        features = ops.matmul(patches, kernel)
+        return features + ops.cast(conv.bias, conv.compute_dtype) if conv.use_bias else features
+
+    def patches_conv_tf(self, inputs):
+        """`self.conv` as one matrix product of patches on TensorFlow on a CPU (`capsnet.patchconv`): a training step
+        about a quarter faster there than with oneDNN's strided convolution (README, "Training speed")."""
+        from capsnet import patchconv
+
+        conv = self.conv
+        features = patchconv.convolve(ops.cast(inputs, conv.compute_dtype), ops.cast(conv.kernel, conv.compute_dtype),
+                                      self.strides)
+        return features + ops.cast(conv.bias, conv.compute_dtype) if conv.use_bias else features
 
     def num_capsules(self, feature_shape) -> int:
         height, width, channels = feature_shape[1:]
@@ -104,25 +160,47 @@ class DigitCapsule(keras.layers.Layer):
         """The output capsules [b, j, d]; with `return_trace`, routing round by round instead: the predictions
         u_hat [b, j, i, d], the couplings of each round [b, routings, j, i] and the output capsules after each round
         [b, routings, j, d] (the last round's are the layer's output)."""
-        # One batched contraction for all predictions: [b, i, k] x [j, i, d, k] -> [b, j, i, d].
-        predictions = ops.einsum("bik,jidk->bjid", inputs, self.W)
+        classes, num_inputs, dim, input_dim = self.W.shape
         # Routing decides *how* predictions are combined; like the reference implementation, gradients flow only
         # through the final weighted sum, not back through the agreement updates of earlier rounds.
-        frozen_predictions = ops.stop_gradient(predictions)
-        logits = ops.zeros_like(predictions[..., 0])  # [b, j, i]
+        frozen_inputs, frozen_weights = ops.stop_gradient(inputs), ops.stop_gradient(self.W)
+        # The predictions u_hat[j|i] = W[j, i] @ u[i] ([b, j, i, d]: 74 MB at batch 100) are never formed for
+        # routing: each sum applies W itself, s_j = sum_i W[j, i] (c_ij u_i) and u_hat[j|i] . v_j = u_i . (W[j, i]^T
+        # v_j), as one matrix product per class over (i, k), with couplings and logits laid out [j, b, i]. That reads
+        # W and u where every einsum over u_hat (and its gradient) streamed 74 MB: routing took about half the time
+        # (README, "Training speed").
+        weights_for_agreement = ops.reshape(ops.transpose(frozen_weights, (0, 2, 1, 3)),
+                                            (classes, dim, num_inputs * input_dim))
+
+        def weighted_sum(couplings, capsules, weights):  # [j, b, i], [b, i, k], [j, i, d, k] -> squash(s) [j, b, d]
+            weighted = ops.reshape(couplings[..., None] * capsules[None], (classes, -1, num_inputs * input_dim))
+            return squash(ops.matmul(weighted, ops.reshape(ops.transpose(weights, (0, 1, 3, 2)),
+                                                           (classes, num_inputs * input_dim, dim))))
+
+        # softmax of zero logits, written out: XLA would constant-fold a softmax over a [10, batch, 1152] array of
+        # zeros in every compilation, for seconds.
+        couplings = ops.repeat(ops.full_like(frozen_inputs[None, :, :, 0], 1.0 / classes), classes, axis=0)
+        logits = None  # [j, b, i]; all zero before the first round
         couplings_per_round, outputs_per_round = [], []
         for round_index in range(self.routings):
-            couplings = ops.softmax(logits, axis=1)  # over output capsules j
+            if logits is not None:
+                couplings = ops.softmax(logits, axis=0)  # over output capsules j
             couplings_per_round.append(couplings)
             if round_index == self.routings - 1:
-                outputs = squash(ops.einsum("bji,bjid->bjd", couplings, predictions))
+                outputs = weighted_sum(couplings, inputs, self.W)
             else:
-                outputs = squash(ops.einsum("bji,bjid->bjd", couplings, frozen_predictions))
-                logits = logits + ops.einsum("bjd,bjid->bji", outputs, frozen_predictions)
-            outputs_per_round.append(outputs)
+                outputs = weighted_sum(couplings, frozen_inputs, frozen_weights)
+                projected = ops.reshape(ops.matmul(outputs, weights_for_agreement),
+                                        (classes, -1, num_inputs, input_dim))
+                agreement = ops.sum(projected * frozen_inputs[None], axis=-1)
+                logits = agreement if logits is None else logits + agreement
+            outputs_per_round.append(ops.transpose(outputs, (1, 0, 2)))
         if return_trace:
+            # The predictions themselves, for the Routing page; a training step never asks for them.
+            predictions = ops.einsum("bik,jidk->bjid", inputs, self.W)
+            couplings_per_round = [ops.transpose(couplings, (1, 0, 2)) for couplings in couplings_per_round]
             return predictions, ops.stack(couplings_per_round, axis=1), ops.stack(outputs_per_round, axis=1)
-        return outputs
+        return outputs_per_round[-1]
 
     def get_config(self):
         return {

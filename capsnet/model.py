@@ -2,7 +2,9 @@
 
 `CapsNet` is one Keras model that holds four views of the same layers (and so the same weights):
 
-- `train`: inputs (image, one-hot label) -> (capsule lengths, reconstruction); the decoder sees the true class.
+- `train`: inputs (image, one-hot label) -> (capsule lengths, reconstruction); the decoder sees the true class. For
+  images of several digits (MultiMNIST) the label is one one-hot per digit, and the decoder runs once per digit,
+  masked by that digit's label: reconstructions [batch, digits, height, width, 1].
 - `eval`: image -> (capsule lengths, reconstruction, capsules); the decoder sees the longest capsule. Calling the
   CapsNet itself is calling `eval`.
 - `decoder`: (digit capsules [10, 16], class one-hot) -> image; used to manipulate the latent code.
@@ -18,30 +20,16 @@ Saved with `net.save("model.keras")`, a file holds the `ModelConfig` (its `get_c
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import keras
 from keras import layers
 
-from capsnet.config import PRECISIONS, CNNConfig, ModelConfig
+from capsnet.baseline import BaselineCNN
+from capsnet.config import CNNConfig, ModelConfig, digits_per_image
 from capsnet.layers import DigitCapsule, Length, Mask, PrimaryCapsule
 from capsnet.pipeline import capsnet_example
-
-
-@contextmanager
-def dtype_policy(precision: str) -> Iterator[None]:
-    """Layers created inside compute in `precision` ("float32", "mixed_bfloat16"); the global policy is restored
-    afterwards, so building a model never changes how unrelated code builds its own."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
+from capsnet.precision import dtype_policy
 
 
 def build_decoder(config: ModelConfig) -> keras.Sequential:
@@ -100,8 +88,6 @@ def build_capsnet(config: ModelConfig | None = None, precision: str = "float32")
 def build_network(config: ModelConfig | CNNConfig, precision: str = "float32") -> keras.Model:
     """The network a config describes: a CapsNet, or the baseline CNN (`capsnet.baseline`)."""
     if isinstance(config, CNNConfig):
-        from capsnet.baseline import BaselineCNN
-
         return BaselineCNN(config, precision)
     return CapsNet(config, precision)
 
@@ -124,7 +110,9 @@ def save_model(net: keras.Model, path: str | Path) -> Path:
 
 def _build_views(config: ModelConfig) -> tuple[keras.Model, keras.Model, keras.Model, keras.Model]:
     image = keras.Input(config.input_shape, name="image")
-    label = keras.Input((config.num_classes,), name="label")
+    digits = digits_per_image(config.dataset)
+    # One digit per image: a one-hot label [classes]. Several (MultiMNIST): one one-hot per digit [digits, classes].
+    label = keras.Input((config.num_classes,) if digits == 1 else (digits, config.num_classes), name="label")
 
     features = layers.Conv2D(config.conv_filters, config.conv_kernel, activation="relu", name="conv1")(image)
     primary = PrimaryCapsule(config.primary_dim, config.primary_channels, config.primary_kernel,
@@ -138,7 +126,11 @@ def _build_views(config: ModelConfig) -> tuple[keras.Model, keras.Model, keras.M
 
     decoder = build_decoder(config)
     mask = Mask(name="mask")
-    train_recon = layers.Identity(name="reconstruction", dtype="float32")(decoder(mask([capsules, label])))
+    if digits == 1:
+        train_recon = layers.Identity(name="reconstruction", dtype="float32")(decoder(mask([capsules, label])))
+    else:  # the decoder once per digit, masked by that digit's own label: [batch, digits, height, width, channels]
+        per_digit = [decoder(mask([capsules, label[:, k]])) for k in range(digits)]
+        train_recon = layers.Identity(name="reconstruction", dtype="float32")(keras.ops.stack(per_digit, axis=1))
     eval_recon = layers.Identity(name="reconstruction", dtype="float32")(decoder(mask(capsules)))
 
     train_model = keras.Model([image, label], [lengths, train_recon], name="capsnet_train")

@@ -8,6 +8,10 @@ illumination field, plus noise, blur and compression. Each condition in `CONDITI
 clean photo (black pen on white paper, even light, a mild JPEG); "realistic" changes about a third of the groups of
 factors in `FACTOR_GROUPS` at once (one pen, one sheet, one light per photo).
 
+Then clean images with thick or soft strokes, which a photo's corrections must leave alone: thumbnails of 8x8, 12x12
+and 16x16 pixels enlarged bicubically or by repeating pixels (`thumbnail`: the digit's box fills the square, as in
+the 8x8 UCI and 16x16 USPS digit sets), broad marker strokes, a digit filling 80-95% of the frame, soft focus.
+
 `benchmark` feeds the encoded bytes to `capsnet.preprocess.from_upload` exactly as the Draw page does and reports
 accuracy per condition (`python -m capsnet bench --photos`). Everything is fixed by one seed.
 """
@@ -15,6 +19,7 @@ accuracy per condition (`python -m capsnet bench --photos`). Everything is fixed
 from __future__ import annotations
 
 import io
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -22,8 +27,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from PIL import Image, ImageFilter
 
+# Scans and thumbnails of digits at a few pixels a side, enlarged: the digit's box fills the square, as in the 8x8
+# UCI/scikit-learn digits and the 16x16 USPS ones.
+LOW_RES = {f"low_res_{side}_{resample}": (side, resample)
+           for side in (8, 12, 16) for resample in ("bicubic", "nearest")}
+# New conditions go at the end: a condition's position seeds its renders, so the earlier ones stay the same photos.
 CONDITIONS = ("clean", "pencil", "thin_pen", "ink_colour", "gradient", "lamp", "shadow", "paper", "lined", "noise",
-              "blur", "jpeg", "scanner", "off_centre", "sheet_edge", "realistic")
+              "blur", "jpeg", "scanner", "off_centre", "sheet_edge", "realistic", *LOW_RES, "marker", "fill",
+              "soft_focus")
 SEED = 2017
 DIGITS_PER_CONDITION = 100
 INKS = {"black": (0.08, 0.08, 0.10), "blue": (0.10, 0.16, 0.55), "red": (0.70, 0.10, 0.12),
@@ -54,6 +65,7 @@ class Scene:
     digit_height: float = 0.6  # of the frame's shorter side
     centre: tuple[float, float] = (0.5, 0.5)  # of the digit, as fractions of the frame
     stroke: float = 0.35  # threshold on the enlarged digit: higher is thinner
+    bold: float = 0.0  # a broad tip: the digit is spread by this many (MNIST) pixels before the threshold
     ink: tuple[float, float, float] = INKS["black"]
     opacity: float = 1.0  # of the ink; pencil is well below 1
     grain: float = 0.0  # pencil grain: how much of a stroke the paper shows through
@@ -114,6 +126,14 @@ def scene_for(condition: str, rng: np.random.Generator) -> Scene:
                        centre=(u(margin, 1 - margin), u(margin, 1 - margin)))
     if condition == "sheet_edge":
         return replace(clean, desk=u(0.15, 0.35), digit_height=u(0.35, 0.5))
+    if condition == "marker":  # a broad felt tip: strokes 1.5-2.5 times MNIST's width, small loops filling in
+        return replace(clean, bold=u(0.4, 0.8), stroke=u(0.2, 0.3))
+    if condition == "fill":  # cropped close: the digit's longer side 80-95% of the frame's
+        side = int(u(64, 400))
+        return replace(clean, frame=(side, int(side * u(0.9, 1.2))), digit_height=u(0.88, 1.0),
+                       centre=(u(0.48, 0.52), u(0.48, 0.52)))
+    if condition == "soft_focus":  # out of focus: blurred by more than a stroke's width
+        return replace(clean, blur=u(0.8, 1.2))
     if condition == "realistic":  # each group of factors from one condition, about a third of them changed
         scene = clean
         for group in FACTOR_GROUPS:
@@ -124,16 +144,21 @@ def scene_for(condition: str, rng: np.random.Generator) -> Scene:
     raise ValueError(f"unknown condition {condition!r}; choose from {', '.join(CONDITIONS)}")
 
 
-def ink_coverage(digit: np.ndarray, height: int, stroke: float) -> np.ndarray:
+def ink_coverage(digit: np.ndarray, height: int, stroke: float, bold: float = 0.0) -> np.ndarray:
     """The 28x28 digit as ink: cropped, enlarged smoothly to `height` px and thresholded at `stroke` with a soft
-    1-2 px edge, so strokes have the smooth outlines of a pen's, not MNIST's pixels."""
+    1-2 px edge, so strokes have the smooth outlines of a pen's, not MNIST's pixels. With `bold`, the digit is
+    spread by that many MNIST pixels first (a round, broad tip), and the threshold is taken relative to the spread
+    strokes' own peak, so that they stay solid."""
     rows, cols = np.nonzero(digit > 30)
     crop = digit[max(rows.min() - 1, 0):rows.max() + 2, max(cols.min() - 1, 0):cols.max() + 2]
     scale = height / crop.shape[0]
+    crop = np.pad(crop, int(np.ceil(2 * bold)))  # room for the spread strokes
     size = (max(2, round(crop.shape[1] * scale)), max(2, round(crop.shape[0] * scale)))
     big = Image.fromarray(crop).resize(size, Image.Resampling.BICUBIC)
-    big = big.filter(ImageFilter.GaussianBlur(scale * 0.35))  # rounder outlines than MNIST's jagged ones
+    big = big.filter(ImageFilter.GaussianBlur(scale * (0.35 + bold)))  # rounder outlines than MNIST's jagged ones
     level = np.asarray(big, np.float32) / 255.0
+    if bold:
+        level /= max(float(np.percentile(level, 99)), 1e-3)
     return np.clip((level - stroke) / INK_EDGE + 0.5, 0.0, 1.0)
 
 
@@ -170,7 +195,7 @@ def render(digit: np.ndarray, scene: Scene, rng: np.random.Generator) -> np.ndar
     """One MNIST digit ([28, 28] uint8, white on black) as a photo: [h, w, 3] uint8 RGB."""
     h, w = scene.frame
     height = max(12, int(scene.digit_height * min(h, w)))
-    coverage = ink_coverage(digit, height, scene.stroke)
+    coverage = ink_coverage(digit, height, scene.stroke, scene.bold)
     ch, cw = coverage.shape
     top = int(np.clip(scene.centre[0] * h - ch / 2, 0, max(h - ch, 0)))
     left = int(np.clip(scene.centre[1] * w - cw / 2, 0, max(w - cw, 0)))
@@ -208,6 +233,32 @@ def render(digit: np.ndarray, scene: Scene, rng: np.random.Generator) -> np.ndar
     return np.asarray(pixels.filter(ImageFilter.GaussianBlur(radius)))
 
 
+def thumbnail(digit: np.ndarray, side: int, resample: str, rng: np.random.Generator) -> np.ndarray:
+    """One MNIST digit ([28, 28] uint8, white on black) as a `side` x `side` scan enlarged for viewing: [h, w] uint8.
+
+    The digit's box, squared, fills the thumbnail but for a margin of up to a pixel; each thumbnail pixel averages
+    what it covers (a scanner's or a camera's cell), in 256 or, like the 8x8 UCI digits, 17 levels. The thumbnail is
+    then enlarged 6-30 times with `resample` ("bicubic" or "nearest"), dark ink on light or light on dark."""
+    rows, cols = np.nonzero(digit)
+    crop = digit[rows.min():rows.max() + 1, cols.min():cols.max() + 1].astype(np.float32) / 255
+    box = max(crop.shape)
+    margin = rng.uniform(0, 1) * box / side
+    square = np.zeros((round(box + 2 * margin),) * 2, np.float32)
+    top, left = (square.shape[0] - crop.shape[0]) // 2, (square.shape[1] - crop.shape[1]) // 2
+    square[top:top + crop.shape[0], left:left + crop.shape[1]] = crop
+    small = np.asarray(Image.fromarray(square).resize((side, side), Image.Resampling.BOX), np.float32)
+    if rng.random() < 0.5:
+        small = np.round(np.clip(small, 0, 1) * 16) / 16
+    ink, ground = (rng.uniform(0.0, 0.2), rng.uniform(0.85, 1.0))
+    if rng.random() < 0.5:
+        ink, ground = 1 - ink, 1 - ground
+    levels = ground + (ink - ground) * np.clip(small, 0, 1)
+    enlarged = side * int(rng.integers(6, 31))
+    method = {"bicubic": Image.Resampling.BICUBIC, "nearest": Image.Resampling.NEAREST}[resample]
+    big = Image.fromarray((levels * 255).round().astype(np.uint8)).resize((enlarged, enlarged), method)
+    return np.asarray(big)
+
+
 def encode(pixels: np.ndarray, quality: int) -> bytes:
     """PNG when `quality` is 0, else JPEG at that quality (4:2:0, as phones save them)."""
     buffer = io.BytesIO()
@@ -221,6 +272,8 @@ def encode(pixels: np.ndarray, quality: int) -> bytes:
 def photo(digit: np.ndarray, condition: str, seed: int = SEED, index: int = 0) -> bytes:
     """The encoded photo of `digit` under `condition`: the same bytes for the same seed and index."""
     rng = np.random.default_rng([seed, CONDITIONS.index(condition), index])
+    if condition in LOW_RES:
+        return encode(thumbnail(digit, *LOW_RES[condition], rng), quality=0)
     scene = scene_for(condition, rng)
     return encode(render(digit, scene, rng), scene.quality)
 
@@ -279,16 +332,18 @@ def benchmark(digits: int = DIGITS_PER_CONDITION, seed: int = SEED, conditions: 
 
 def run_photo_benchmark(digits: int | None = None, baseline: str | None = None) -> dict:
     """`python -m capsnet bench --photos [--digits N] [--baseline PATH]`: the report of `benchmark`, with the
-    project's preprocessing at the top level and, with `baseline`, another preprocessing module (e.g. an older
-    capsnet/preprocess.py) on the same photos under "baseline"."""
+    project's preprocessing at the top level, the plain MNIST steps alone (`preprocess.plain_from_upload`: what
+    the full preprocessing must never do worse than) under "plain" and, with `baseline`, another preprocessing
+    module (e.g. an older capsnet/preprocess.py) on the same photos under "baseline"."""
     import importlib.util
 
-    from capsnet.preprocess import from_upload
+    from capsnet.preprocess import from_upload, plain_from_upload
 
-    preprocessors = {"preprocess": from_upload}
+    preprocessors = {"preprocess": from_upload, "plain": plain_from_upload}
     if baseline:
         spec = importlib.util.spec_from_file_location("baseline_preprocess", baseline)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         preprocessors["baseline"] = module.from_upload
     start = time.perf_counter()

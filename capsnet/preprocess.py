@@ -19,6 +19,7 @@ message is meant for the user: `UnreadableImage` for files that do not decode, `
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import warnings
 from dataclasses import dataclass
@@ -42,6 +43,15 @@ POLARITY_SIDE = 64  # which way round the ink is, from a local median at this re
 LIGHT_INK_ODDS = 2.0  # ground (rare in photos) must stray from it this many times more than dark ink would...
 FLAT = 0.05  # ...unless most of the image lies this close to its darkest level: a digital image's black ground
 PREVIEW_SIDE = 140  # the stages a page shows
+BLOCK_TOLERANCE = 6 / 255  # neighbouring pixels this close are one pixel repeated (a nearest-neighbour enlargement)
+MAX_NATIVE_SIDE = 64  # ...which is undone when the image it enlarged had at most this many pixels a side
+SCAN_SIDE = 96  # whether an upload is a clean scan is judged at this resolution, from Otsu's split into two tones:
+SCAN_CONTRAST = 0.3  # ...ground and ink at least this far apart (the ground's median, the ink's 10th percentile),
+SCAN_EVENNESS = 0.4  # ...the ground as bright everywhere to within this fraction of that contrast (4x4 tiles),
+SCAN_NOISE = 0.06  # ...with grain or sensor noise (its deviation) below this fraction of it,
+SCAN_FRAME = 0.45  # ...and at most this fraction of the frame's edge dark, in no stretch longer than this one:
+SCAN_FRAME_RUN = 0.2  # a digit filling the frame touches its edge here and there, a desk or a shadow runs along it
+SCAN_GROUND = 0.5  # ...the ground being at least this fraction of the image
 
 MIN_CONTRAST = 0.08  # darkness below this is paper, whatever the noise
 CANVAS_FLOOR = 0.01  # the canvas has no noise: its faintest anti-aliasing is ink
@@ -62,6 +72,18 @@ MIN_ELONGATION = 1.6  # longer side squared over ink area: a dot is ~1.3, the lo
 STROKE_SCALE = 4  # strokes are measured and widened at this multiple of the 20 px box
 MIN_STROKE = 5.0  # px at that scale: thinner than almost all of MNIST (5th percentile 6.4, median 10, from
 STROKE = 8.0  # 2 x area / boundary); such strokes are widened to this, MNIST's first quartile
+SOLID = 0.64  # of a 28x28 digit's inked pixels (> 0.05), the share above 0.5; lower than MNIST's 10th percentile
+              # (median 0.72, of the 10,000 test digits) is a soft digit -- out of focus, or a few pixels enlarged --
+SHARPNESS = 24.0  # ...whose strokes are made solid before size normalisation, as MNIST's were: a steep S-curve...
+SHARPEN_AT = 0.5  # ...around this level of the ink
+
+
+DRAWING, CLEAN_SCAN, PHOTO = "drawing", "clean scan", "photo"
+READINGS = {
+    DRAWING: "Read as a drawing: light ink on black, taken as it is.",
+    CLEAN_SCAN: "Read as a clean scan: two tones on an even background, so no lighting correction.",
+    PHOTO: "Read as a photo: lighting corrected (the paper's uneven brightness divided out).",
+}
 
 
 class PreprocessError(ValueError):
@@ -83,6 +105,12 @@ class Stages:
     found: np.ndarray  # [h, w] the input in grayscale, as found
     ink: np.ndarray  # [h, w] the ink kept as the digit, white on black
     image: np.ndarray  # [28, 28] float32 in [0, 1]
+    reading: str = DRAWING  # how it was read: DRAWING (the canvas), CLEAN_SCAN or PHOTO (see `upload_stages`)
+
+    @property
+    def explanation(self) -> str:
+        """One line for the user: which way the preprocessing read the input."""
+        return READINGS[self.reading]
 
 
 def from_canvas(pixels: np.ndarray) -> np.ndarray:
@@ -103,12 +131,34 @@ def canvas_stages(pixels: np.ndarray) -> Stages:
 
 
 def upload_stages(data: bytes) -> Stages:
+    """An upload is read one of two ways, decided before anything is corrected: a clean scan (two tones, an even
+    ground: a scan, a screenshot, a thumbnail, MNIST itself) only has its ink's contrast stretched; anything else is
+    a photo, whose lighting is estimated and divided out. The lighting estimate takes broad ink for shade, so
+    applying it to a clean image with thick or soft strokes could only turn them into a blob or hollow outlines."""
     gray = grayscale(read_image(data), background=None)
-    work = shrink(gray, WORK_SIDE)
+    native = unblocked(gray)
+    work = shrink(native, WORK_SIDE)
     if max(work.shape) < MIN_WORK_SIDE:
         scale = MIN_WORK_SIDE / max(work.shape)
-        work = resize(work, (round(work.shape[0] * scale), round(work.shape[1] * scale)))
-    return find_digit(darkness(work), gray)
+        work = resize(work, (round(work.shape[0] * scale), round(work.shape[1] * scale)), smooth=native is not gray)
+    measured = tones(work)
+    if measured.clean:
+        dark = np.clip((work - measured.ground) / (measured.ink - measured.ground), 0.0, 1.0)
+        return dataclasses.replace(find_digit(dark, gray, noise_floor=measured.floor, sharpen=True),
+                                   reading=CLEAN_SCAN)
+    return dataclasses.replace(find_digit(darkness(work), gray), reading=PHOTO)
+
+
+def plain_from_upload(data: bytes) -> np.ndarray:
+    """The plain reading of an image file, without the photo steps: ink either way round, its contrast stretched
+    from the background's level (the median) to the ink's (the 99.5th percentile), then MNIST's own steps. What the
+    full preprocessing is held against on images that need none of its corrections (tests, `bench --photos`)."""
+    gray = shrink(grayscale(read_image(data), background=None), WORK_SIDE)
+    ink = gray if light_ink(gray) else 1.0 - gray
+    ground, peak = float(np.median(ink)), float(np.percentile(ink, 99.5))
+    if peak - ground < MIN_CONTRAST:
+        raise NoDigit("it looks blank: no ink stands out from the background")
+    return to_mnist(np.clip((ink - ground) / (peak - ground), 0.0, 1.0))
 
 
 # --- pixels in -----------------------------------------------------------------------------------------------------
@@ -195,13 +245,118 @@ def shrink(image: np.ndarray, side: int) -> np.ndarray:
     return resize(image, (max(1, round(h * scale)), max(1, round(w * scale))))
 
 
-def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def resize(image: np.ndarray, shape: tuple[int, int], smooth: bool = False) -> np.ndarray:
     """[h, w] float -> `shape`; BOX averages every source pixel when shrinking (MNIST's anti-aliasing), bilinear
-    enlarges smoothly."""
+    enlarges smoothly. `smooth`: bicubic enlarges instead (and the result is clipped to the input's range): a few
+    pixels enlarged bilinearly become soft pyramids, which the network reads far worse than bicubic's rounder
+    strokes."""
     smaller = shape[0] * shape[1] < image.shape[0] * image.shape[1]
+    if smooth and not smaller:
+        out = Image.fromarray(np.asarray(image, np.float32)).resize(shape[::-1], Image.Resampling.BICUBIC)
+        return np.clip(np.asarray(out, np.float32), float(np.min(image)), float(np.max(image)))
     resample = Image.Resampling.BOX if smaller else Image.Resampling.BILINEAR
     out = Image.fromarray(np.asarray(image, np.float32)).resize(shape[::-1], resample)
     return np.asarray(out, np.float32)
+
+
+# --- clean scans: recognised, and left as they are ------------------------------------------------------------------
+
+def unblocked(gray: np.ndarray) -> np.ndarray:
+    """A small image enlarged by repeating its pixels (nearest-neighbour: a thumbnail or a low-resolution scan blown
+    up) -> the small image itself, so that it can be enlarged smoothly instead: the network never saw square
+    pixels. Anything else is returned as it is."""
+    h, w = gray.shape
+    native = []
+    for changes, length in ((np.abs(np.diff(gray, axis=0)).max(axis=1), h),
+                            (np.abs(np.diff(gray, axis=1)).max(axis=0), w)):
+        runs = np.diff(np.concatenate([[0], np.flatnonzero(changes > BLOCK_TOLERANCE) + 1, [length]]))
+        side = round(length / max(int(runs.min()), 1))
+        if runs.min() < 2 or not 4 <= side <= MAX_NATIVE_SIDE:
+            return gray
+        native.append(side)
+    small = np.asarray(Image.fromarray(gray).resize(native[::-1], Image.Resampling.NEAREST), np.float32)
+    again = np.asarray(Image.fromarray(small).resize((w, h), Image.Resampling.NEAREST), np.float32)
+    # Every pixel must come back: a sharp-edged drawing with long flat runs is not a grid of repeated pixels.
+    return small if float(np.abs(again - gray).max()) <= BLOCK_TOLERANCE else gray
+
+
+def otsu(values: np.ndarray) -> float:
+    """The level that splits `values` (in [0, 1]) into two tones with the least spread within each (Otsu's)."""
+    hist, edges = np.histogram(values, 128, (0.0, 1.0))
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(hist) / max(hist.sum(), 1)
+    mean = np.cumsum(hist * centres) / max(hist.sum(), 1)
+    between = (mean[-1] * weight - mean) ** 2 / np.maximum(weight * (1 - weight), 1e-12)
+    return float(centres[np.argmax(between)])
+
+
+@dataclass(frozen=True)
+class Tones:
+    """An image's two tones as `tones` measures them, in its own brightness units (ink may be the brighter)."""
+
+    ground: float  # the ground's level (median)
+    ink: float  # the ink's (its 10th percentile of darkness: the solid ink)
+    ground_share: float  # of the image
+    dark_frame: float  # the share of the frame's edge that is not ground
+    frame_run: float  # the longest unbroken stretch of it, as a share of the frame's edge
+    uneven: float  # how far apart the ground's brightest and dimmest tiles are, in units of |ink - ground|
+    noise: float  # the ground's pixel-to-pixel noise (a deviation), in the same units
+
+    @property
+    def clean(self) -> bool:
+        """Two well-separated tones on an even, quiet ground, the ink a digit's share of the image and away from
+        most of the frame's edge: a scan, a screenshot, a thumbnail, MNIST itself."""
+        return (abs(self.ink - self.ground) >= SCAN_CONTRAST and self.ground_share >= SCAN_GROUND
+                and self.dark_frame <= SCAN_FRAME and self.frame_run <= SCAN_FRAME_RUN
+                and self.uneven <= SCAN_EVENNESS and self.noise <= SCAN_NOISE)
+
+    @property
+    def floor(self) -> float:
+        """What is surely ground, in the ink's contrast (ground 0, ink 1). Unlike a photo's, it is not judged from
+        the image's median, which a digit filling much of the frame would shift."""
+        return MIN_CONTRAST + NOISE_SIGMAS * self.noise + self.uneven
+
+
+def longest_run(ring: np.ndarray) -> int:
+    """The longest stretch of True in a boolean ring (its end joins its start)."""
+    if ring.all():
+        return len(ring)
+    line = np.roll(ring, -int(np.argmin(ring))).astype(np.int8)  # starts at a False: no run wraps round
+    ends = np.flatnonzero(np.diff(np.concatenate([[0], line, [0]])))
+    return int((ends[1::2] - ends[::2]).max()) if len(ends) else 0
+
+
+def tones(work: np.ndarray) -> Tones:
+    """Splits an image into ground and ink (Otsu's two tones, at SCAN_SIDE) and measures how clean it is.
+
+    The ground is whichever tone holds most of the frame's edge, so light ink on dark and dark ink on light read
+    alike. A photo's lamp, gradient or shadow makes the ground uneven; a desk beyond the sheet's edge or a shadow
+    darkens much of the frame's edge; sensor noise or paper texture makes the ground noisy."""
+    small = shrink(work, SCAN_SIDE)
+    bright = small > otsu(small)
+    edge = np.concatenate([bright[0, :], bright[1:, -1], bright[-1, -2::-1], bright[-2:0:-1, 0]])  # once round
+    ground_is_bright = bool(edge.mean() >= 0.5)
+    ground = bright if ground_is_bright else ~bright
+    ground_level = float(np.median(small[ground])) if ground.any() else float(np.median(small))
+    ink_level = float(np.percentile(small[~ground], 10 if ground_is_bright else 90)) if (~ground).any() \
+        else ground_level
+    contrast = max(abs(ground_level - ink_level), 1e-6)
+    # The ground's level tile by tile: its extreme (the 99th percentile of brightness, or the 1st) in tiles with
+    # ground enough: soft ink's halo does not reach it, a lamp's fall-off does.
+    levels = []
+    rows, cols = (np.linspace(0, n, 5).round().astype(int) for n in small.shape)
+    for top, bottom in zip(rows[:-1], rows[1:], strict=True):
+        for left, right in zip(cols[:-1], cols[1:], strict=True):
+            if ground[top:bottom, left:right].mean() >= 0.2:
+                levels.append(float(np.percentile(small[top:bottom, left:right], 99 if ground_is_bright else 1)))
+    # Noise: what a 3x3 mean takes out of the ground, at full resolution.
+    inside = resize(ground.astype(np.float32), work.shape) > 0.99
+    detail = (work - box_blur(work, 3))[inside]
+    dark_edge = ~edge if ground_is_bright else edge
+    return Tones(ground=ground_level, ink=ink_level, ground_share=float(ground.mean()),
+                 dark_frame=float(dark_edge.mean()), frame_run=longest_run(dark_edge) / len(dark_edge),
+                 uneven=(max(levels) - min(levels)) / contrast if levels else 0.0,
+                 noise=1.4826 * float(np.median(np.abs(detail))) / contrast if detail.size else 0.0)
 
 
 # --- photos: the paper's light out, the ink's darkness left ---------------------------------------------------------
@@ -265,9 +420,10 @@ def box_blur(image: np.ndarray, window: int) -> np.ndarray:
 
 # --- the digit among specks, lines and edges -----------------------------------------------------------------------
 
-def find_digit(dark: np.ndarray, found: np.ndarray, noise_floor: float | None = None) -> Stages:
+def find_digit(dark: np.ndarray, found: np.ndarray, noise_floor: float | None = None,
+               sharpen: bool = False) -> Stages:
     """Darkness (or canvas ink) [h, w] -> the stages. `noise_floor`: darkness that is surely paper (default: from
-    the image's own noise)."""
+    the image's own noise); `sharpen`: see `to_mnist`."""
     level = box_blur(dark, GRAIN)  # for finding the digit: grain and sensor noise even out, strokes stay
     if noise_floor is None:
         median = float(np.median(level))
@@ -292,7 +448,7 @@ def find_digit(dark: np.ndarray, found: np.ndarray, noise_floor: float | None = 
     if np.mean(ink > 0.5) > MAX_INK_FRACTION:
         raise NoDigit("it is mostly ink: draw or photograph one digit on a plain background")
     preview = shrink(found, PREVIEW_SIDE)
-    return Stages(found=preview, ink=resize(ink, preview.shape), image=to_mnist(ink))
+    return Stages(found=preview, ink=resize(ink, preview.shape), image=to_mnist(ink, sharpen))
 
 
 def digit_mask(mask: np.ndarray, level: np.ndarray) -> np.ndarray:
@@ -389,8 +545,10 @@ def label(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 # --- MNIST's own steps ----------------------------------------------------------------------------------------------
 
-def to_mnist(ink: np.ndarray) -> np.ndarray:
-    """[h, w] normalised ink (white on black, the digit alone) -> [28, 28] float32 MNIST-style."""
+def to_mnist(ink: np.ndarray, sharpen: bool = False) -> np.ndarray:
+    """[h, w] normalised ink (white on black, the digit alone) -> [28, 28] float32 MNIST-style. `sharpen`: soft
+    strokes (soft focus, a few pixels enlarged) are made solid first: for clean scans, whose soft edges are the
+    digit's own; a canvas' strokes never are soft, and a photo's are left to its own corrections."""
     ink = np.asarray(ink, np.float32)
     rows, cols = np.nonzero(ink > INK_THRESHOLD)
     if len(rows) == 0:
@@ -402,8 +560,13 @@ def to_mnist(ink: np.ndarray) -> np.ndarray:
     h, w = crop.shape
     scale = STROKE_SCALE * BOX / max(h, w)
     large = widen_strokes(resize(crop, (max(1, round(h * scale)), max(1, round(w * scale)))))
-    small = np.clip(resize(large, (max(1, round(h * scale / STROKE_SCALE)), max(1, round(w * scale / STROKE_SCALE)))),
-                    0.0, 1.0)
+    box = (max(1, round(h * scale / STROKE_SCALE)), max(1, round(w * scale / STROKE_SCALE)))
+    small = np.clip(resize(large, box), 0.0, 1.0)
+    if sharpen and solid_share(small) < SOLID:
+        # MNIST's digits were solid strokes, anti-aliased only by their size normalisation: so are soft ones here.
+        curve = 1 / (1 + np.exp(-SHARPNESS * (np.clip(large, 0.0, 1.0) - SHARPEN_AT)))
+        ends = 1 / (1 + np.exp(-SHARPNESS * (np.array([0.0, 1.0]) - SHARPEN_AT)))
+        small = np.clip(resize((curve - ends[0]) / (ends[1] - ends[0]), box), 0.0, 1.0)
 
     # Place the 20 px box so that its centre of mass lands on pixel (14, 14) -- MNIST's own convention: upscaled
     # MNIST test digits come back through this function with a correlation > 0.99 -- kept wholly inside the field.
@@ -415,6 +578,11 @@ def to_mnist(ink: np.ndarray) -> np.ndarray:
     out = np.zeros((SIZE, SIZE), np.float32)
     out[top:top + small.shape[0], left:left + small.shape[1]] = small
     return out
+
+
+def solid_share(image: np.ndarray) -> float:
+    """Of the pixels with any ink (> 0.05), the share that are more ink than not (> 0.5)."""
+    return float(np.sum(image > 0.5) / max(np.sum(image > 0.05), 1))
 
 
 def widen_strokes(ink: np.ndarray) -> np.ndarray:

@@ -7,7 +7,8 @@ error on all 10,000 test images (measured here, through the same loading path th
 accuracy under affine transformations (`capsnet.affine`: what the Robustness page shows), the data's source and
 fingerprint, training time, device, sessions and the git commit of the training code.
 `python -m capsnet.publish --sweeps-only --target capsnet|fashion|cnn` measures the affine sweeps of a shipped model
-again and writes them into its card, leaving the rest of the card as it is.
+again and writes them into its card, leaving the rest of the card as it is; `--attacks-only` does the same for the
+attack curves (`capsnet.attack`: FGSM and PGD over epsilon, and detection by reconstruction, for the Attack page).
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from capsnet import multimnist
 from capsnet.affine import SWEEP_DIGITS, accuracy_sweeps
+from capsnet.attack import attack_card_entries
+from capsnet.config import digits_per_image
 from capsnet.data import Dataset, load_dataset
 from capsnet.evaluate import accuracy_report, class_scores
 from capsnet.imaging import to_uint8
@@ -30,6 +34,8 @@ from capsnet.inference import (
     BASELINE_MODEL,
     FASHION_CARD,
     FASHION_MODEL,
+    MULTIMNIST_CARD,
+    MULTIMNIST_MODEL,
     PRETRAINED_CARD,
     PRETRAINED_MODEL,
     load_network,
@@ -39,14 +45,14 @@ from capsnet.rundir import RunDir
 
 # Where each kind of shipped model lives: (model file, card).
 SHIPPED = {"capsnet": (PRETRAINED_MODEL, PRETRAINED_CARD), "fashion": (FASHION_MODEL, FASHION_CARD),
-           "cnn": (BASELINE_MODEL, BASELINE_CARD)}
+           "multimnist": (MULTIMNIST_MODEL, MULTIMNIST_CARD), "cnn": (BASELINE_MODEL, BASELINE_CARD)}
 
 
 def target_of(config: dict) -> str:
     """Which shipped model a run's config.json makes it: the baseline CNN, or a CapsNet by its dataset."""
     if config.get("model", {}).get("kind") == "cnn":
         return "cnn"
-    return "fashion" if config.get("dataset") == "fashion_mnist" else "capsnet"
+    return {"fashion_mnist": "fashion", "multimnist": "multimnist"}.get(config.get("dataset"), "capsnet")
 
 
 def data_fingerprint(data: Dataset) -> str:
@@ -64,6 +70,27 @@ def affine_card_entries(net, data: Dataset, digits: int = SWEEP_DIGITS) -> dict:
     return {"affine_sweeps": sweeps, "affine_sweeps_test_digits": digits}
 
 
+def pair_card_entries(run: RunDir, net, data: Dataset) -> tuple[dict, dict]:
+    """A MultiMNIST model on the fixed test pairs (capsnet.multimnist): the report the card's accuracy fields come
+    from, and the card's own entries: the test set's identity, at-least-one accuracy, and error against pairs seen."""
+    pairs = multimnist.test_pairs(data.x_test, data.y_test)
+    report = multimnist.pair_report(class_scores(net, pairs.images), pairs.labels)
+    config = run.read_config()
+    pairs_per_epoch = len(data.x_train[:config.get("subset") or None]) // config.get("batch_size", 100) * \
+        config.get("batch_size", 100)
+    curve = [[(r["epoch"] + 1) * pairs_per_epoch, round(1 - r["val_accuracy"], 6)] for r in run.epoch_records()
+             if r.get("val_accuracy") is not None]
+    return report, {
+        "test_error": report["error"],
+        "at_least_one_accuracy": report["at_least_one_accuracy"],
+        "test_set": {"pairs": len(pairs), "seed": multimnist.TEST_SEED, "sha256": pairs.checksum(),
+                     "rule": "two MNIST test digits of different classes, each shifted by up to 4 px in a 36x36 "
+                             "frame, min(a + b, 255)"},
+        "pairs_seen": curve[-1][0] if curve else 0,
+        "error_vs_pairs_seen": curve,
+    }
+
+
 def model_card(run: RunDir, report: dict, data: Dataset, model_name: str, parameters: int, robustness: dict) -> dict:
     config = run.read_config()
     status = run.read_raw_status()
@@ -72,6 +99,8 @@ def model_card(run: RunDir, report: dict, data: Dataset, model_name: str, parame
     commits = sorted({s["git_commit"] for s in sessions if s.get("git_commit")})
     kind = "--model cnn " if config.get("model", {}).get("kind") == "cnn" else ""
     kind += f"--dataset {config['dataset']} " if config.get("dataset", "mnist") != "mnist" else ""
+    start = next((s.get("initial_weights") for s in sessions if s.get("initial_weights")), None)
+    kind += f"-w {start} " if start else ""  # started from a trained model (capsnet.transfer)
     return {
         "model": model_name,
         "command": f"python -m capsnet train {kind}--save_dir {run.name}",
@@ -95,7 +124,9 @@ def model_card(run: RunDir, report: dict, data: Dataset, model_name: str, parame
             "device": status.get("device"),
             "sessions": len(sessions),
             "git_commits": commits,
-            "per_session": [{key: s.get(key) for key in ("initial_epoch", "git_commit", "device")} for s in sessions],
+            "precision": status.get("precision"),  # what the last session computed in, and why
+            "per_session": [{key: s.get(key) for key in ("initial_epoch", "git_commit", "device", "precision")}
+                            for s in sessions],
         },
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -112,10 +143,14 @@ def publish(run_dir: str | Path, model_path: Path = PRETRAINED_MODEL, card_path:
     net = load_network(final)
     # The shipped file names its dataset even where the run's own model file predates that.
     net.model_config = dataclasses.replace(net.config, dataset=config.get("dataset", "mnist"))
-    report = accuracy_report(class_scores(net, data.x_test), data.y_test)
+    if digits_per_image(net.config.dataset) > 1:  # MultiMNIST: pairs, the paper's metric, no single-digit sweeps
+        report, extra = pair_card_entries(run, net, data)
+    else:
+        report = accuracy_report(class_scores(net, data.x_test), data.y_test)
+        # The attack curves on as many digits as the affine sweeps (a test publishes a tiny run on a few).
+        extra = affine_card_entries(net, data, sweep_digits) | attack_card_entries(net, data, sweep_digits)
     save_model(net, model_path)
-    card = model_card(run, report, data, model_path.name, net.eval.count_params(),
-                      affine_card_entries(net, data, sweep_digits))
+    card = model_card(run, report, data, model_path.name, net.eval.count_params(), extra)
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return card
 
@@ -128,6 +163,14 @@ def remeasure_sweeps(model_path: Path, card_path: Path) -> dict:
     return card
 
 
+def remeasure_attacks(model_path: Path, card_path: Path) -> dict:
+    card = json.loads(card_path.read_text())
+    data = load_dataset(card.get("config", {}).get("dataset", "mnist"))
+    card.update(attack_card_entries(load_network(model_path), data))
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Ship a finished run as a model in assets/.")
     parser.add_argument("run_dir", type=Path, nargs="?")
@@ -136,10 +179,17 @@ def main() -> None:
                              "CapsNet run the MNIST or the Fashion-MNIST model by its dataset)")
     parser.add_argument("--sweeps-only", action="store_true",
                         help="re-measure the affine sweeps of the shipped model --target (default capsnet)")
+    parser.add_argument("--attacks-only", action="store_true",
+                        help="re-measure the attack curves (FGSM, PGD, detection by reconstruction) of the shipped "
+                             "model --target (default capsnet)")
     args = parser.parse_args()
     if args.sweeps_only:
         card = remeasure_sweeps(*SHIPPED[args.target or "capsnet"])
         print(json.dumps(card["affine_sweeps"]))
+        return
+    if args.attacks_only:
+        card = remeasure_attacks(*SHIPPED[args.target or "capsnet"])
+        print(json.dumps(card.get("attack_curves")))
         return
     if args.run_dir is None:
         parser.error("give the run directory to publish (or --sweeps-only)")

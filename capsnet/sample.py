@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from capsnet.config import DATASETS
+from capsnet.config import DATASETS, SOURCE_DATASET
 from capsnet.data import DataUnavailable, load_dataset
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-SAMPLES = {"mnist": ASSETS / "test_digits.npz", "fashion_mnist": ASSETS / "fashion_mnist_test_sample.npz"}
+# MultiMNIST's pairs are made of MNIST's test digits.
+SAMPLES = {"mnist": ASSETS / "test_digits.npz", "fashion_mnist": ASSETS / "fashion_mnist_test_sample.npz",
+           "multimnist": ASSETS / "test_digits.npz"}
 SAMPLE_PATH = SAMPLES["mnist"]
 
 
@@ -59,5 +61,7 @@ def write_sample(dataset: str = "mnist", per_class: int = 100) -> Path:
 
 if __name__ == "__main__":  # python -m capsnet.sample
     for name in DATASETS:
+        if name in SOURCE_DATASET:
+            continue  # made of another dataset's images
         written = write_sample(name)
         print(f"{written}: {written.stat().st_size / 1024:.0f} KiB")

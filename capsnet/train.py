@@ -9,6 +9,7 @@ cluster only the chief writes the run directory.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import signal
@@ -19,15 +20,16 @@ from typing import Any
 
 import keras
 
-from capsnet import backend, distribute
+from capsnet import backend, distribute, multimnist, precision
 from capsnet.baseline import compile_baseline
-from capsnet.config import TrainConfig
+from capsnet.config import TrainConfig, digits_per_image
 from capsnet.data import Dataset, load_dataset
 from capsnet.inference import load_network
 from capsnet.losses import compile_for_training, rename_logs
 from capsnet.model import CapsNet, build_network, save_model
 from capsnet.pipeline import TrainingBatches, model_inputs
 from capsnet.rundir import RunDir, atomic_write_text
+from capsnet.transfer import initial_weights
 
 # --- callbacks ------------------------------------------------------------------------------------------------
 
@@ -195,18 +197,24 @@ def train_into(run: RunDir, config: TrainConfig, resume: bool, weights: str | No
                data: Dataset | None, verbose: int) -> CapsNet:
     run.path.mkdir(parents=True, exist_ok=True)
     run.remove_partial_checkpoints()  # a killed predecessor's unfinished write
-    atomic_write_text(run.config_file, config.to_json())
+    chosen = precision.resolve(config.precision)
+    # config.json keeps what was asked for (a resumed run decides again, on whatever machine it resumes on) and,
+    # beside it, what this process computes in and why.
+    atomic_write_text(run.config_file, json.dumps({**json.loads(config.to_json()),
+                                                   "precision_used": chosen.to_dict()}, indent=2))
     previous = run.read_raw_status()
     device = backend.describe_device()
     # One entry per process that worked on this run: how many sessions a long training took, and where.
     session = {"pid": os.getpid(), "started": time.time(), "device": device, "backend": backend.name(),
-               "git_commit": code_version(),
+               "git_commit": code_version(), "precision": chosen.to_dict(), "initial_weights": weights,
                "initial_epoch": run.checkpoint_state().get("epochs_completed", 0) if resume else 0}
     run.write_status("running", pid=os.getpid(), device=device, backend=backend.name(),
-                     started=previous.get("started", time.time()),
+                     started=previous.get("started", time.time()), precision=chosen.to_dict(),
                      sessions=previous.get("sessions", []) + [session], stop_requested=False, message="")
+    if verbose:
+        print(f"precision: {chosen.describe()}", flush=True)
     try:
-        net = fit(config, run, resume, weights, distribution, data, verbose)
+        net = fit(config, run, resume, weights, distribution, data, verbose, chosen.precision)
     except BaseException as error:
         message = str(error) if isinstance(error, TrainingDiverged) else f"{type(error).__name__}: {error}"
         run.write_status("failed", message=message[:500])
@@ -215,7 +223,7 @@ def train_into(run: RunDir, config: TrainConfig, resume: bool, weights: str | No
 
 
 def fit(config: TrainConfig, run: RunDir, resume: bool, weights: str | None, distribution: Any,
-        data: Dataset | None, verbose: int) -> CapsNet:
+        data: Dataset | None, verbose: int, compute_precision: str) -> CapsNet:
     keras.utils.set_random_seed(config.seed)
     data = (data or load_dataset(config.dataset)).subset(config.subset)
     num_classes = config.model.num_classes
@@ -223,21 +231,30 @@ def fit(config: TrainConfig, run: RunDir, resume: bool, weights: str | None, dis
     # Everything inside the scope: TensorFlow's strategies place the variables there, and JAX's distribution shards
     # the batches of `fit` while it is the active one.
     with distribution.scope() if distribution is not None else contextlib.nullcontext():
-        net = build_network(config.model, config.precision)
+        net = build_network(config.model, compute_precision)
+        digits = digits_per_image(config.dataset)
         if isinstance(net, CapsNet):
-            compile_for_training(net.train, config.lr, config.lam_recon)
+            compile_for_training(net.train, config.lr, config.lam_recon, config.model.input_shape, digits)
+        elif digits > 1:
+            raise ValueError(f"the baseline CNN reads one object per image; {config.dataset} has {digits}")
         else:  # the baseline CNN: the same optimizer and schedule, its own loss
             compile_baseline(net.train, config.lr)
         # Under a distribution batch_size is the global batch, split across the replicas.
-        batches = TrainingBatches(data.x_train, data.y_train, config.batch_size, config.shift_fraction, config.seed,
-                                  first_epoch=initial_epoch, num_classes=num_classes, example=net.training_example)
-        validation = model_inputs(data.x_test, data.y_test, num_classes, net.training_example)
+        if digits > 1:  # MultiMNIST: fresh pairs every epoch, validated on the fixed test pairs
+            batches = multimnist.PairBatches(data.x_train, data.y_train, config.batch_size, config.seed,
+                                             first_epoch=initial_epoch, num_classes=num_classes)
+            validation = multimnist.model_inputs(multimnist.test_pairs(data.x_test, data.y_test), num_classes)
+        else:
+            batches = TrainingBatches(data.x_train, data.y_train, config.batch_size, config.shift_fraction,
+                                      config.seed, first_epoch=initial_epoch, num_classes=num_classes,
+                                      example=net.training_example)
+            validation = model_inputs(data.x_test, data.y_test, num_classes, net.training_example)
         steps_per_epoch = batches.steps_per_epoch
         run.truncate_metrics(initial_epoch)  # what a stopped or killed process logged after its checkpoint
         if resume:
             restore_training_state(net.train, run.last_checkpoint)
-        elif weights:  # start from a trained model: any file load_network reads, of this architecture
-            net.eval.set_weights(load_network(weights).eval.get_weights())
+        elif weights:  # start from a trained model: any file load_network reads (capsnet.transfer)
+            initial_weights(net, load_network(weights))
 
         stop, divergence = GracefulStop(), StopOnDivergence()
         callbacks = [

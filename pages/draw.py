@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from capsnet.explorer.navigation import enter_page
+from capsnet.explorer.navigation import PAGES, enter_page
 
 enter_page("Draw", "✏️")
 st.title("Draw a digit")
@@ -51,7 +51,7 @@ def draw_and_predict(model: picker.ActiveModel) -> None:
     with left:
         stages, problem = read_input()
         if stages is not None:
-            st.caption("How the input was read: as found, and the ink kept as the digit (then cropped, scaled to "
+            st.caption(f"{stages.explanation} As found, and the ink kept as the digit (then cropped, scaled to "
                        "20 px and centred: what the model sees, on the right).")
             views.show_stages(stages)
     with right:
@@ -80,6 +80,8 @@ def draw_and_predict(model: picker.ActiveModel) -> None:
                              where=columns[2], alt="reconstruction as another class")
         st.plotly_chart(figures.lengths_figure(prediction.lengths, highlight=digit, classes=classes),
                         config={"displayModeBar": False})
+        st.page_link(PAGES["map"], label="See where it lands among all the test digits (Map)",
+                     icon=":material/scatter_plot:")
         show_routing(model, image, digit)
 
 

@@ -9,7 +9,7 @@ enter_page("Routing", "🔀")
 st.title("Routing by agreement")
 
 # After the title: these start TensorFlow.
-from capsnet.explorer import explore, figures, picker, state, views
+from capsnet.explorer import explore, figures, insight, picker, state, views
 from capsnet.imaging import to_float
 from capsnet.preprocess import IMAGE_TYPES, PreprocessError, from_upload
 
@@ -127,3 +127,5 @@ with senders_column:
         "sent": st.column_config.NumberColumn(format="%.3f", help="coupling × length of the vote")})
     st.caption(f"Red: each primary capsule's share of capsule {classes[winner]}'s input (coupling × length of its "
                "vote) spread over the 17×17 pixels it sees.")
+
+insight.primary_capsules_section(model, image, trace)

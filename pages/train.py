@@ -12,10 +12,11 @@ enter_page("Train", "🏋️")
 
 # Before anything is drawn: the fragment below reruns alone, and importing lazily inside it raced with other reruns.
 from capsnet import launch
-from capsnet.config import DATASETS, PRECISIONS
+from capsnet.config import DATASETS
 from capsnet.data import DataUnavailable
 from capsnet.explorer import catalog, dashboard, picker, resources, state
 from capsnet.inference import ModelLoadError
+from capsnet.precision import CHOICES as PRECISION_CHOICES
 from capsnet.rundir import ACTIVE_STATES, RunDir, list_runs, runs_root
 
 RESUMABLE = ("stopped", "interrupted", "failed")
@@ -83,13 +84,17 @@ def launch_form(root) -> None:
                                       help="Several GPUs train together (MirroredStrategy, `--gpus N`), "
                                            "starting at the chosen one.")
         params |= {
-            "precision": c[2].selectbox("Precision", PRECISIONS, index=PRECISIONS.index(d["precision"]),
-                                        key=state.TRAIN_FORM + "precision"),
+            "precision": c[2].selectbox("Precision", PRECISION_CHOICES, index=PRECISION_CHOICES.index(d["precision"]),
+                                        key=state.TRAIN_FORM + "precision",
+                                        help="auto: mixed bfloat16 where the device computes bfloat16 natively "
+                                             "(GPUs of compute capability 8.0+, CPUs with AVX512_BF16, AMX or "
+                                             "arm64 BF16), float32 elsewhere, where bfloat16 is emulated and slow."),
             "log_every": c[3].number_input("Log every N steps", 1, 10000, d["log_every"],
                                            key=state.TRAIN_FORM + "log_every"),
             "seed": c[4].number_input("Seed", 0, 2**31 - 1, d["seed"], key=state.TRAIN_FORM + "seed"),
             "debug": st.checkbox("Write TensorBoard logs", d["debug"], key=state.TRAIN_FORM + "debug"),
         }
+        st.caption(f"Precision on {device.label}: {resources.auto_precision(device.key != launch.CPU)}.")
         submitted = st.form_submit_button("Launch", type="primary")
     st.caption("One run per device: launching on a device that a run is using is refused (not queued) — stop that "
                "run or wait for it. The trainer is a separate process; it keeps going if you close this tab.")

@@ -37,7 +37,7 @@ def no_shipped_models(tmp_path, monkeypatch) -> None:
     """The explorer as on a checkout without the models in assets/: only what a test provides is on offer."""
     from capsnet.explorer import catalog
 
-    for shipped in ("PRETRAINED_MODEL", "FASHION_MODEL"):
+    for shipped in ("PRETRAINED_MODEL", "FASHION_MODEL", "MULTIMNIST_MODEL"):
         monkeypatch.setattr(catalog, shipped, tmp_path / "absent.keras")
 
 

@@ -10,7 +10,11 @@ user, driven concurrently with Playwright's async API. Session i, in round r, do
 with its own right answer, so that an answer meant for another session shows up as a failure:
 
 1. Draw: draws a digit with the mouse (7, 1, 0 or 4, the hand-drawn digits the shipped model reads right) and waits
-   for *its* `Prediction: h` (timed: the last stroke's pointerup -> that prediction and the new 28x28 input shown);
+   for *its* `Prediction: h` (timed: the last stroke's pointerup -> that prediction and the new 28x28 input shown).
+   Every stroke must leave ink on the canvas (its strokes' layer) within INK_WAIT_S; one that does not never
+   reached the canvas -- the harness drew before the canvas took the pointer -- and is drawn once more and
+   recorded (the report's `strokes`). A check that fails after a stroke says whose doing it is (`verdict`): no ink
+   on the canvas, the harness's; ink, but no script run or no prediction after it, the app's;
 2. uploads an MNIST test digit of class c != h (from assets/test_digits.npz, enlarged to 112 px; one of six vetted
    images a class, which the shipped model reads right through the upload path), and waits for `Prediction: c`
    (timed: the file input's change event -> that prediction shown); removes the upload: `Prediction: h` again;
@@ -82,11 +86,48 @@ STROKES = "canvas.dc-canvas.lower-canvas"  # ... and the one that holds the stro
 INKED_PIXELS_JS = "pad => pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data" \
                   ".filter((value, i) => i % 4 === 0 && value > 128).length"
 
+INK_WAIT_S = 5.0  # Fabric.js puts a stroke on the strokes' layer at pointerup: no new ink after this long, and
+                  # the stroke never reached the canvas
+
+
+def verdict(canvas: dict) -> str:
+    """Whose doing a check that failed after a stroke is, from the canvas as it was then (`Session.canvas_state`):
+    the harness's, if the stroke left no ink on the canvas; the app's, if it did."""
+    if canvas["canvases"] == 0:
+        return "harness: no canvas on the page"
+    if sum(canvas["inked"]) == 0:
+        return "harness: the stroke is not on the canvas (drawn before the canvas took the pointer, or elsewhere)"
+    if canvas["runs_since_armed"] == 0:
+        return "app: the stroke is on the canvas, but no script run followed (the canvas did not send it)"
+    return "app: the stroke is on the canvas and the script ran, but the prediction never came"
+
+
 # In every page: `loadTest.start(trigger, check)` arms a timer that starts at the next `trigger` event (capture
 # phase, on the whole document) and stops when `check` (a function of the page) first holds after it; the result,
 # in ms, is the promise `loadTest.pending`. Checked on every DOM mutation, every image load and every 50 ms.
 INIT_JS = """
 window.loadTest = {
+    runs: 0,  // script runs seen starting (data-test-script-state -> running), and how many when last armed
+    armedRuns: 0,
+    watchRuns() {
+        const app = document.querySelector('[data-testid=stApp]');
+        if (!app || app === this.watched) return;
+        this.watched = app;
+        let last = app.dataset.testScriptState;
+        new MutationObserver(() => {
+            const now = app.dataset.testScriptState;
+            if (now === 'running' && last !== 'running') this.runs++;
+            last = now;
+        }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    },
+    mark() {  // script runs are counted from here (and from every start)
+        this.watchRuns();
+        this.armedRuns = this.runs;
+    },
+    inked() {  // inked pixels of every drawing canvas on the page (the strokes' layer), in document order
+        return [...document.querySelectorAll('canvas.dc-canvas.lower-canvas')].map(pad => pad.getContext('2d')
+            .getImageData(0, 0, pad.width, pad.height).data.filter((value, i) => i % 4 === 0 && value > 128).length);
+    },
     prediction() {
         for (const h of document.querySelectorAll('[data-testid=stMain] h2')) {
             const m = h.textContent.trim().match(/^Prediction:\\s*(\\d+)/);
@@ -100,6 +141,7 @@ window.loadTest = {
         return !!img && img.src !== before && img.complete && img.naturalWidth > 0;
     },
     start(trigger, check, timeoutMs) {
+        this.mark();
         let start = null, done = false, observer = null, timer = null;
         this.pending = new Promise((resolve, reject) => {
             const finish = (value, error) => {
@@ -227,6 +269,8 @@ class Session:
     page_errors: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)  # the run's start: when each sample was taken
     samples: list[tuple[float, str, float]] = field(default_factory=list)  # (s since start, action, ms)
+    strokes_drawn: int = 0
+    strokes_redrawn: list[dict] = field(default_factory=list)  # strokes that left no ink, and the canvas then
 
     # -- helpers --
 
@@ -241,28 +285,39 @@ class Session:
         if await self.page.get_by_text("Page not found").count():
             raise Failed(f"{where}: 'Page not found'")
 
-    async def expect(self, where: str, condition: str, arg=None) -> None:
+    async def shown(self, after_stroke: bool) -> str:
+        """What the page showed when a check failed; after a stroke, also the canvas and whose doing it is."""
+        text = f"prediction shown: {await self.page.evaluate('() => loadTest.prediction()')}"
+        if after_stroke:
+            canvas = await self.canvas_state()
+            text += f"; canvas: {canvas}; {verdict(canvas)}"
+        return text
+
+    async def expect(self, where: str, condition: str, arg=None, after_stroke: bool = False) -> None:
         """Wait for a JS condition on the page; a timeout is a failed check, with what the page showed."""
         try:
             await self.page.wait_for_function(condition, arg=arg, timeout=self.timeout_ms, polling=100)
         except Exception:
-            shown = await self.page.evaluate("() => loadTest.prediction()")
             raise Failed(f"{where}: not satisfied within {self.timeout_ms / 1000:.0f} s "
-                         f"(prediction shown: {shown})") from None
+                         f"({await self.shown(after_stroke)})") from None
         self.checks += 1
 
-    async def timed(self, action_name: str, trigger: str, check: str, arg, action, where: str) -> float:
-        """Arm the in-page timer, run `action`, wait for `check` (JS: a function of `arg`); record the latency
-        under `action_name`."""
+    async def arm(self, trigger: str, check: str, arg) -> None:
+        """Arm the in-page timer: from the next `trigger` event until `check` (JS: a function of `arg`) holds."""
         await self.page.evaluate("([trigger, check, arg, timeout]) => { const holds = new Function("
                                  "'return ' + check)(); loadTest.start(trigger, () => holds(arg), timeout); }",
                                  [trigger, check, arg, self.timeout_ms])
+
+    async def timed(self, action_name: str, trigger: str, check: str, arg, action, where: str,
+                    after_stroke: bool = False) -> float:
+        """Arm the in-page timer, run `action`, wait for `check` (JS: a function of `arg`); record the latency
+        under `action_name`."""
+        await self.arm(trigger, check, arg)
         await action()
         try:
             ms = await self.page.evaluate("() => loadTest.pending")
         except Exception as error:
-            shown = await self.page.evaluate("() => loadTest.prediction()")
-            raise Failed(f"{where}: {str(error).splitlines()[0][:200]} (prediction shown: {shown})") from None
+            raise Failed(f"{where}: {str(error).splitlines()[0][:200]} ({await self.shown(after_stroke)})") from None
         self.timings.setdefault(action_name, []).append(round(ms, 1))
         self.samples.append((round(time.monotonic() - self.started, 1), action_name.split(":")[0], round(ms, 1)))
         self.checks += 1
@@ -275,6 +330,35 @@ class Session:
         for x, y in points[1:]:
             await self.page.mouse.move(box["x"] + x, box["y"] + y, steps=6)
         await self.page.mouse.up()
+
+    async def canvas_state(self) -> dict:
+        """The drawing canvases on the page, their inked pixels, and the script runs since the timer was armed."""
+        return await self.page.evaluate("() => { const inked = loadTest.inked(); return {canvases: inked.length, "
+                                        "inked, runs_since_armed: loadTest.runs - loadTest.armedRuns}; }")
+
+    async def ink(self) -> int:
+        return sum(await self.page.evaluate("() => loadTest.inked()"))
+
+    async def draw(self, points, where: str, rearm=None) -> None:
+        """One stroke that must reach the canvas: the canvas' ink must grow within INK_WAIT_S. A stroke that left
+        no ink was drawn where, or before, the canvas took the pointer -- the harness's doing, not the app's: it
+        is recorded (`strokes_redrawn`, with the canvas' state) and drawn once more, as a person would; `rearm`
+        re-arms the timer first, so that the latency runs from the stroke that counted."""
+        before = await self.ink()
+        for attempt in (1, 2):
+            self.strokes_drawn += 1
+            await self.page.evaluate("() => loadTest.mark()")
+            await self.stroke(points)
+            deadline = time.monotonic() + INK_WAIT_S
+            while time.monotonic() < deadline:
+                if await self.ink() > before:
+                    return
+                await asyncio.sleep(0.1)
+            canvas = await self.canvas_state()
+            self.strokes_redrawn.append({"where": where, "attempt": attempt, **canvas})
+            if rearm is not None:
+                await rearm()
+        raise Failed(f"{where}: the stroke never reached the canvas, twice (canvas: {canvas}; {verdict(canvas)})")
 
     async def empty_canvas(self, where: str) -> None:
         deadline = time.monotonic() + self.timeout_ms / 1000
@@ -317,12 +401,15 @@ class Session:
         strokes = HAND_DRAWN[hand]
         for stroke in strokes[:-1]:
             before = await p.evaluate("() => loadTest.src('model input')")
-            await self.stroke(stroke)
-            await self.expect(f"{where}: a first stroke", "b => loadTest.shown('model input', b)", before)
+            await self.draw(stroke, f"{where}: a first stroke")
+            await self.expect(f"{where}: a first stroke", "b => loadTest.shown('model input', b)", before,
+                              after_stroke=True)
         before = await p.evaluate("() => loadTest.src('model input')")
-        await self.timed("draw: pointerup -> prediction shown", "pointerup",
-                         f"b => loadTest.prediction() === {hand} && loadTest.shown('model input', b)", before,
-                         lambda: self.stroke(strokes[-1]), f"{where}: draw {hand}")
+        drawn_check = f"b => loadTest.prediction() === {hand} && loadTest.shown('model input', b)"
+        await self.timed("draw: pointerup -> prediction shown", "pointerup", drawn_check, before,
+                         lambda: self.draw(strokes[-1], f"{where}: draw {hand}",
+                                           rearm=lambda: self.arm("pointerup", drawn_check, before)),
+                         f"{where}: draw {hand}", after_stroke=True)
         await self.settle()
         await self.healthy_page(f"{where}: drawn")
         drawn = await p.evaluate("() => loadTest.src('model input')")
@@ -588,6 +675,9 @@ async def run_load(sessions: int = 20, rounds: int = 3, minutes: float = 0.0, ra
         "failures": {user.index: user.errors for user in users if user.errors},
         "page_errors": {user.index: user.page_errors[:5] for user in users if user.page_errors},
         "server_log_tracebacks": log_text.count("Traceback"),
+        "strokes": {"drawn": sum(user.strokes_drawn for user in users),
+                    "redrawn": sum(len(user.strokes_redrawn) for user in users),
+                    "redrawn_detail": {user.index: user.strokes_redrawn for user in users if user.strokes_redrawn}},
         "latency": {name: percentiles(values) for name, values in timings.items()},
         "latency_one_session_warm_up": {name: percentiles(values) for name, values in warm_timings.items()},
         "latency_samples": {user.index: user.samples for user in users},  # (s since start, action, ms)
@@ -622,6 +712,8 @@ def summary(report: dict) -> str:
         if stats.get("n"):
             parts.append(f"{name.split(':')[0]} p50/p95/max {stats['p50_ms']:.0f}/{stats['p95_ms']:.0f}/"
                          f"{stats['max_ms']:.0f} ms (n={stats['n']})")
+    strokes = report["strokes"]
+    parts.append(f"strokes {strokes['drawn']} drawn, {strokes['redrawn']} redrawn (left no ink)")
     rss = report["rss"]
     parts.append(f"RSS MB start/1 session/peak/end {rss['start_mb']:.0f}/{rss['one_session_mb']:.0f}/"
                  f"{rss['peak_mb']:.0f}/{rss['end_mb']:.0f}")

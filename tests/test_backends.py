@@ -152,3 +152,70 @@ def test_data_parallel_on_jax_over_two_devices(tmp_path, mnist):
     assert report["devices"] == 2 and report["status"]["state"] == "finished"
     losses = [epoch["loss"] for epoch in report["epochs"]]
     assert len(losses) == 2 and losses[1] < losses[0]
+
+
+def test_primary_capsules_as_patches_on_jax_match_the_convolution(tmp_path):
+    """On JAX on a CPU the primary capsules' strided convolution runs as patches @ kernel (XLA:CPU's gradient of the
+    convolution itself is slow, README "JAX on a CPU"): same outputs, same gradients for the kernel, the bias and the
+    input, in float32 and within bfloat16's rounding under mixed precision; and JAX's training step is compiled."""
+    report = run_on("jax", """
+        import json
+        import jax
+        import keras
+        import numpy as np
+        from capsnet import layers
+        from capsnet.config import ModelConfig
+        from capsnet.losses import compile_for_training
+        from capsnet.model import build_capsnet, dtype_policy
+
+        chosen = layers.convolve_as_matmul()
+        x = np.random.default_rng(1).normal(size=(3, 20, 20, 16)).astype("float32")
+        results = {}
+        for precision in ("float32", "mixed_bfloat16"):
+            with dtype_policy(precision):
+                layer = layers.PrimaryCapsule(capsule_dim=8, n_channels=4, kernel_size=9, strides=2)
+                layer.build(x.shape)
+            bias = layer.conv.bias
+            bias.assign(np.random.default_rng(2).normal(size=bias.shape).astype("float32"))
+            variables = [v.value for v in layer.trainable_variables]
+
+            def loss(variables, x):
+                capsules, _ = layer.stateless_call(variables, [], x)
+                return (capsules * np.arange(capsules.size, dtype="float32").reshape(capsules.shape) / 1e3).sum()
+
+            for as_matmul in (True, False):
+                layers.convolve_as_matmul = lambda as_matmul=as_matmul: as_matmul
+                value, (grad_variables, grad_x) = jax.value_and_grad(loss, argnums=(0, 1))(variables, x)
+                capsules, _ = layer.stateless_call(variables, [], x)
+                results[f"{precision}-{as_matmul}"] = {
+                    "capsules": np.asarray(capsules).tolist(), "value": float(value),
+                    "grads": [np.asarray(g, "float32").ravel().tolist() for g in grad_variables],
+                    "grad_x": np.asarray(grad_x).ravel().tolist()}
+        net = build_capsnet(ModelConfig(conv_filters=16, primary_channels=4, decoder_units=(32, 64)))
+        compile_for_training(net.train, 1e-3, 0.392)
+        print(json.dumps({"chosen": chosen, "cpu": jax.default_backend() == "cpu", "jit": net.train.jit_compile,
+                          "results": results}))
+    """, tmp_path, block_tensorflow=True)
+    assert report["cpu"] and report["chosen"]  # on JAX's CPU the patches are the default
+    assert report["jit"] is True
+    for precision, tolerance in (("float32", 1e-4), ("mixed_bfloat16", 3e-2)):
+        patches, convolution = report["results"][f"{precision}-True"], report["results"][f"{precision}-False"]
+        capsules = np.array(convolution["capsules"])
+        assert capsules.shape == (3, 6 * 6 * 4, 8) and np.abs(capsules).max() > 0.1
+        np.testing.assert_allclose(patches["capsules"], capsules, atol=tolerance)
+        np.testing.assert_allclose(patches["value"], convolution["value"], rtol=tolerance)
+        for ours, theirs in zip(patches["grads"] + [patches["grad_x"]], convolution["grads"] + [convolution["grad_x"]],
+                                strict=True):
+            theirs = np.array(theirs)
+            np.testing.assert_allclose(ours, theirs, atol=tolerance * np.abs(theirs).max())
+
+
+def test_tensorflow_keeps_its_own_convolution_and_graph_step():
+    """TensorFlow's oneDNN convolutions are fast as they are, and XLA slows its step: neither JAX change applies."""
+    from capsnet import layers
+    from capsnet.losses import compile_for_training
+
+    assert not layers.convolve_as_matmul()
+    net = build_capsnet(NARROW)
+    compile_for_training(net.train, 1e-3, 0.392)
+    assert net.train.jit_compile is False

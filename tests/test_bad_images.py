@@ -184,3 +184,80 @@ def test_draw_page_says_what_is_wrong_with_an_upload(monkeypatch, random_model, 
     assert not at.error
     assert expected in at.warning[0].value and "\n" not in at.warning[0].value
     assert "Prediction:" not in "\n".join(m.value for m in at.markdown)
+
+
+# --- arrays into the library ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def predictor():
+    from capsnet.inference import Predictor, load_capsnet
+
+    return Predictor(load_capsnet())
+
+
+def test_uint8_digits_are_converted_once(predictor):
+    """`assets/test_digits.npz` and the data layer hold uint8 pixels. Passed as they are, they once went in as
+    0-255 floats: 29 of these 50 digits were read right. Now uint8 is divided by 255 in the one place that converts
+    (`imaging.to_float`), and they read as their float versions do."""
+    from capsnet.evaluate import predict_all
+
+    sample = load_sample()
+    images, labels = sample.images[::20][:50], sample.labels[::20][:50]
+    assert images.dtype == np.uint8
+    as_uint8 = [predictor.predict(image) for image in images]
+    as_float = [predictor.predict(image / 255.0) for image in images]
+    assert sum(p.digit == label for p, label in zip(as_uint8, labels, strict=True)) == 50
+    for a, b in zip(as_uint8, as_float, strict=True):
+        np.testing.assert_allclose(a.lengths, b.lengths, atol=1e-6)
+    np.testing.assert_allclose(predictor.route(images[0]).couplings, predictor.route(images[0] / 255.0).couplings,
+                               atol=1e-6)
+    lengths = predict_all(predictor.net, images)[0]
+    np.testing.assert_allclose(lengths, np.stack([p.lengths for p in as_float]), atol=1e-4)
+
+
+@pytest.mark.parametrize("image,message", [
+    (np.full((28, 28), 255.0), "in \\[0, 1\\].*divide by 255"),  # 0-255 pixels as floats
+    (np.full((28, 28), 7, np.int64), "uint8 .* or floats in \\[0, 1\\], got int64"),  # 0-1 or 0-255? no telling
+    (np.full((28, 28), np.nan, np.float32), "nan"),
+    (np.full((28, 28), -0.5), "from -0.5"),
+    (np.zeros((28, 28, 3), np.uint8), "shape \\(28, 28\\), got .* \\(28, 28, 3\\)"),  # RGB
+    (np.zeros((2, 28, 28), np.float32), "got .* \\(2, 28, 28\\)"),  # two images
+    (np.zeros(784, np.float32), "got .* \\(784,\\)"),
+    (np.array(["a"] * 784).reshape(28, 28), "got <U1"),
+], ids=["float-0-255", "int64", "nan", "negative", "rgb", "two-images", "flat", "strings"])
+def test_arrays_the_predictor_refuses_say_why(predictor, image, message):
+    for entry in (predictor.predict, predictor.route, predictor.couplings):
+        with pytest.raises(ValueError, match=message):
+            entry(image)
+
+
+def test_a_batch_of_one_and_a_channel_axis_are_fine(predictor):
+    image = load_sample().images[0]
+    expected = predictor.predict(image).lengths
+    for shaped in (image[None], image[..., None], image[None, ..., None]):
+        np.testing.assert_allclose(predictor.predict(shaped).lengths, expected, atol=1e-6)
+
+
+def test_decode_refuses_what_is_not_a_capsule_set(predictor):
+    capsules = predictor.predict(load_sample().images[0]).capsules
+    for bad, message in ((capsules[:, :8], "shape \\(10, 16\\)"), (capsules[None], "shape \\(10, 16\\)"),
+                         (np.full((10, 16), np.inf), "finite"), (capsules.astype(str), "shape \\(10, 16\\)")):
+        with pytest.raises(ValueError, match=message):
+            predictor.decode(bad, 3)
+    for digit in (-1, 10, 2.0, "3"):
+        with pytest.raises(ValueError, match="class index from 0 to 9"):
+            predictor.decode(capsules, digit)
+
+
+def test_evaluation_refuses_what_it_would_misread(predictor):
+    from capsnet.evaluate import manipulation_grid, predict_all
+
+    images = load_sample().images[:4]
+    for bad, message in ((images.astype(np.float32), "divide by 255"), (images.astype(np.int32), "got int32"),
+                         (images[..., None].repeat(3, axis=-1), "shape \\[n, 28, 28\\]"),
+                         (images.reshape(4, 784), "shape \\[n, 28, 28\\]")):
+        with pytest.raises(ValueError, match=message):
+            predict_all(predictor.net, bad)
+    capsules = predictor.predict(images[0]).capsules
+    with pytest.raises(ValueError, match="shape \\(10, 16\\)"):
+        manipulation_grid(predictor.net, capsules[:5], 3)

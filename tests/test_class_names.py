@@ -14,7 +14,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from test_cli import capsnet
 
-from capsnet.config import CLASS_NAMES, ModelConfig, TrainConfig, class_names
+from capsnet.config import CLASS_NAMES, DATASETS, ModelConfig, TrainConfig, class_names
 from capsnet.data import Dataset, load_dataset
 from capsnet.evaluate import accuracy_report, class_scores
 from capsnet.explorer import catalog
@@ -181,7 +181,7 @@ def test_a_model_of_a_dataset_this_version_does_not_know(monkeypatch, tmp_path):
     at = open_page(PAGES["routing"])
     assert not at.exception
     assert [e.value for e in at.error] == ["No test images for this model: unknown dataset 'emnist_letters'; choose "
-                                           "one of mnist, fashion_mnist"]
+                                           f"one of {', '.join(DATASETS)}"]
     at = open_page(PAGES["draw"])
     assert not at.exception and not at.error
 

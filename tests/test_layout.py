@@ -74,3 +74,31 @@ def test_app_start_up_installs_the_keras_session_patch(monkeypatch, tmp_path, ra
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
     assert not at.exception
     assert runtime.keras_session_kept()
+
+
+def capsnet_module_graph() -> dict[str, set[str]]:
+    """capsnet's modules and the capsnet modules each imports, anywhere in the file (a deferred import inside a
+    function ties two modules as much as one at the top)."""
+    files = {".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): path
+             for path in (REPO / "capsnet").rglob("*.py")}
+    return {name: {imported for imported in imported_modules(path) if imported in files and imported != name}
+            for name, path in files.items()}
+
+
+def test_no_import_cycle_inside_capsnet():
+    graph = capsnet_module_graph()
+    assert {"capsnet.model", "capsnet.baseline", "capsnet.train"} <= set(graph)
+    visiting, done = [], set()
+
+    def visit(module: str) -> None:
+        if module in done:
+            return
+        assert module not in visiting, " -> ".join([*visiting[visiting.index(module):], module])
+        visiting.append(module)
+        for imported in sorted(graph[module]):
+            visit(imported)
+        visiting.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)

@@ -85,3 +85,22 @@ def test_mutated_real_files_as_uploads(which, mutations):
 @pytest.mark.parametrize("data", REAL_FILES, ids=["jpeg", "png", "gif", "bmp", "webp", "tiff"])
 def test_the_unmutated_files_read(data):
     assert from_upload(data).shape == (28, 28)
+
+
+@FUZZ
+@given(hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=12)))
+def test_any_array_into_the_one_conversion(images):
+    """`imaging.to_float`, where every image enters a network: the same shape as float32 in [0, 1], or a one-line
+    ValueError that says what came -- never 0-255 values passed on as if they were in [0, 1]."""
+    from capsnet.imaging import to_float
+
+    try:
+        converted = to_float(images)
+    except ValueError as error:
+        assert str(error).startswith("expected") and "\n" not in str(error)
+        return
+    assert converted.shape == images.shape and converted.dtype == np.float32
+    if converted.size:
+        assert np.all(np.isfinite(converted)) and converted.min() >= 0.0 and converted.max() <= 1.0
+    if images.dtype == np.uint8:
+        np.testing.assert_allclose(converted * 255, images, atol=1e-3)

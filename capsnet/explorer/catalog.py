@@ -3,8 +3,9 @@
 Four kinds of model file, in the order the picker lists them:
 
 - `$CAPSNET_WEIGHTS`, when set: an explicit choice (tests and deployments use it) that becomes the default;
-- the shipped pretrained models: `assets/capsnet.keras` (MNIST) with `assets/model_card.json`, and
-  `assets/capsnet_fashion.keras` (Fashion-MNIST) with `assets/capsnet_fashion_card.json`;
+- the shipped pretrained models: `assets/capsnet.keras` (MNIST) with `assets/model_card.json`,
+  `assets/capsnet_fashion.keras` (Fashion-MNIST) with `assets/capsnet_fashion_card.json`, and
+  `assets/capsnet_multimnist.keras` (MultiMNIST, two overlapping digits) with its card, once it ships;
 - every training run under `capsnet.rundir.runs_root()` (the Train page's runs) that is no longer training and has
   a model file;
 - files uploaded on the Home page: our `.keras` files, or `.h5` weights of the CapsNet-Keras reference.
@@ -26,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from capsnet.config import CNNConfig, ModelConfig
-from capsnet.inference import FASHION_CARD, FASHION_MODEL, MODEL_SUFFIXES, PRETRAINED_CARD, PRETRAINED_MODEL
+from capsnet.inference import (
+    FASHION_CARD,
+    FASHION_MODEL,
+    MODEL_SUFFIXES,
+    MULTIMNIST_CARD,
+    MULTIMNIST_MODEL,
+    PRETRAINED_CARD,
+    PRETRAINED_MODEL,
+)
 from capsnet.rundir import ACTIVE_STATES, RunDir, list_runs, runs_root
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -65,6 +74,9 @@ def available_models(runs: str | Path | None = None) -> list[ModelChoice]:
     if FASHION_MODEL.is_file():
         choices.append(ModelChoice("fashion", "Pretrained Fashion-MNIST model (shipped)", FASHION_MODEL, "pretrained",
                                    card=FASHION_CARD))
+    if MULTIMNIST_MODEL.is_file():
+        choices.append(ModelChoice("multimnist", "Pretrained MultiMNIST model (shipped: two overlapping digits)",
+                                   MULTIMNIST_MODEL, "pretrained", card=MULTIMNIST_CARD))
     for run in list_runs(runs if runs is not None else runs_root()):
         state = run.read_status().get("state")
         model = run.best_model()

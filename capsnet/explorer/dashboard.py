@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from capsnet.precision import Precision
 from capsnet.rundir import ACTIVE_STATES, RunDir
 
 # Streamlit markdown colours per state (plain words in tables: emoji need fonts a headless browser may lack).
@@ -99,13 +100,26 @@ def run_row(run: RunDir, now: float | None = None) -> dict[str, Any]:
         "best val acc": max(val) if val else float("nan"),
         "wall time": format_seconds(end - started) if started and end else "–",
         "device": status.get("device") or ", ".join(status.get("devices", [])).upper(),
+        "precision": describe_precision(status.get("precision") or config.get("precision_used"),
+                                        config.get("precision")),
         "config": config_summary(config),
         "message": status.get("message") or "",
     }
 
 
+def describe_precision(used: dict | None, requested: str | None) -> str:
+    """'auto → float32: this CPU has no native bfloat16' from what the trainer recorded; what was asked for while
+    it has not started (runs of earlier versions recorded only that)."""
+    if isinstance(used, dict):
+        try:
+            return Precision(**used).describe()
+        except TypeError:
+            pass
+    return requested or ""
+
+
 def runs_table(runs: list[RunDir]) -> pd.DataFrame:
-    columns = ["run", "state", "epochs", "best val acc", "wall time", "device", "config", "message"]
+    columns = ["run", "state", "epochs", "best val acc", "wall time", "device", "precision", "config", "message"]
     return pd.DataFrame([run_row(run) for run in runs], columns=columns)
 
 

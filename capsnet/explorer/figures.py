@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -11,11 +13,14 @@ def labels_of(classes: tuple[str, ...] | None, count: int) -> list[str]:
     return list(classes) if classes else [str(c) for c in range(count)]
 
 
-def lengths_figure(lengths: np.ndarray, highlight: int | None = None,
-                   classes: tuple[str, ...] | None = None) -> go.Figure:
+def lengths_figure(lengths: np.ndarray, highlight: int | Sequence[int] | None = None,
+                   classes: tuple[str, ...] | None = None, colors: Sequence[str] = ("#ff4b4b",)) -> go.Figure:
     """All capsule lengths as bars, one per class (named by `classes`): the network's confidence in each class
-    (lengths are in [0, 1])."""
-    colors = ["#ff4b4b" if digit == highlight else "#7aa6d6" for digit in range(len(lengths))]
+    (lengths are in [0, 1]). The `highlight` classes take `colors`, in order (the Overlap page colours each of its
+    two digits as its reconstruction)."""
+    marked = [] if highlight is None else np.atleast_1d(highlight).tolist()
+    colour_of = {int(c): colors[i % len(colors)] for i, c in enumerate(marked)}
+    colors = [colour_of.get(digit, "#7aa6d6") for digit in range(len(lengths))]
     figure = go.Figure(go.Bar(x=labels_of(classes, len(lengths)), y=lengths, marker_color=colors,
                               hovertemplate="capsule %{x}: length %{y:.3f}<extra></extra>"))
     figure.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), title="Capsule lengths",

@@ -18,7 +18,8 @@ import streamlit as st
 # The page files, relative to app.py: st.page_link and st.switch_page take these paths. url_path is the page's URL.
 PAGES = {"home": "pages/home.py", "draw": "pages/draw.py", "routing": "pages/routing.py",
          "robustness": "pages/robustness.py", "reconstruct": "pages/reconstruct.py", "latent": "pages/latent.py",
-         "train": "pages/train.py"}
+         "train": "pages/train.py", "attack": "pages/attack.py",
+         "map": "pages/map.py", "overlap": "pages/overlap.py"}
 
 # Set while app.py's navigation runs a page: a page run without it was started by the file-based mode.
 _ROUTED: ContextVar[bool] = ContextVar("capsnet_routed", default=False)
@@ -33,6 +34,9 @@ def navigation_pages() -> list[st.Page]:
         st.Page(PAGES["robustness"], title="Robustness", icon=":material/rotate_right:", url_path="robustness"),
         st.Page(PAGES["reconstruct"], title="Reconstruct", icon=":material/compare:", url_path="reconstruct"),
         st.Page(PAGES["latent"], title="Latent", icon=":material/tune:", url_path="latent"),
+        st.Page(PAGES["map"], title="Map", icon=":material/scatter_plot:", url_path="map"),
+        st.Page(PAGES["attack"], title="Attack", icon=":material/gpp_maybe:", url_path="attack"),
+        st.Page(PAGES["overlap"], title="Overlap", icon=":material/join:", url_path="overlap"),
         st.Page(PAGES["train"], title="Train", icon=":material/model_training:", url_path="train"),
     ]
 

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from capsnet.config import class_names
+from capsnet.config import class_names, digits_per_image
 from capsnet.data import DataUnavailable
 from capsnet.explorer import catalog, resources, state
 from capsnet.explorer.catalog import ModelChoice
+from capsnet.explorer.navigation import PAGES
 from capsnet.explorer.views import no_model_hint
 from capsnet.inference import MODEL_SUFFIXES, ModelLoadError, Predictor
 from capsnet.sample import TestDigits
@@ -83,11 +84,18 @@ def active_model(show_errors: bool = True) -> ActiveModel | None:
     return ActiveModel(choice, predictor, version)
 
 
-def require_model() -> ActiveModel:
-    """For pages that need a model: stop with a hint (not an error) when there is none."""
+def require_model(pairs: bool = False) -> ActiveModel:
+    """For pages that need a model: stop with a hint (not an error) when there is none. A page of single digits
+    (`pairs=False`) also stops, saying where to go, when the model reads pairs of overlapping digits (MultiMNIST)."""
     model = active_model()
     if model is None:
         no_model_hint()
+        st.stop()
+    if not pairs and digits_per_image(model.dataset) > 1:
+        st.info(f"The active model, {model.choice.label}, reads two overlapping digits at a time (36×36 MultiMNIST "
+                "images), not one: the Overlap page shows what it sees. Pick a single-digit model in the sidebar "
+                "for this page.")
+        st.page_link(PAGES["overlap"], label="Overlap: two digits at once", icon=":material/join:")
         st.stop()
     return model
 

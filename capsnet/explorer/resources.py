@@ -13,13 +13,14 @@ import keras
 import numpy as np
 import streamlit as st
 
-from capsnet import affine, launch
-from capsnet.config import class_names
+from capsnet import affine, launch, multimnist
+from capsnet.config import class_names, digits_per_image
 from capsnet.evaluate import accuracy_report, class_scores, manipulation_grid, predict_all
 from capsnet.explorer import runtime
 from capsnet.explorer.explore import one_per_class
 from capsnet.imaging import png_bytes, real_over_reconstruction, to_float, to_uint8
 from capsnet.inference import Predictor, as_capsnet, load_network
+from capsnet.precision import auto_for
 from capsnet.sample import TestDigits, load_test_digits
 
 runtime.configure_threads()
@@ -85,8 +86,15 @@ def run_reconstructions(path: str, version: float, dataset: str) -> tuple[np.nda
     """One fixed test image of each class over its reconstruction by the model at `path` (a run's checkpoint),
     as a uint8 strip, and the names of the predicted classes."""
     digits = test_digits(dataset)
-    images = to_float(digits.images[one_per_class(digits.labels)])
     predictor = load_predictor(path, version)
+    if digits_per_image(dataset) > 1:  # MultiMNIST: fixed test pairs over both digits' reconstructions, coloured
+        pairs = multimnist.test_pairs(digits.images, digits.labels)
+        chosen = one_per_class(pairs.labels[:, 0])
+        lengths, top, reconstructions = multimnist.predict_pairs(predictor.net, pairs.images[chosen])
+        classes = class_names(predictor.net.config)
+        strip = multimnist.real_and_recon(pairs.images[chosen], reconstructions)
+        return png_bytes(strip, scale=3), ["+".join(classes[c] for c in pair) for pair in top]
+    images = to_float(digits.images[one_per_class(digits.labels)])
     predictions = [predictor.predict(image) for image in images]
     strip = real_over_reconstruction(images, np.stack([p.reconstruction for p in predictions]), gap=2)
     classes = class_names(predictor.net.config)
@@ -105,3 +113,9 @@ def affine_sweeps(path: str, version: float, count: int) -> dict[str, dict]:
     digits = test_digits(net.config.dataset)
     return affine.accuracy_sweeps(lambda batch: class_scores(net, to_uint8(batch)), digits.images[:count],
                                   digits.labels[:count])
+
+
+@st.cache_resource(show_spinner=False)
+def auto_precision(on_gpu: bool) -> str:
+    """What `--precision auto` picks on this server's GPU or CPU, and why (the hardware does not change)."""
+    return auto_for(on_gpu).describe()

@@ -52,6 +52,47 @@ ROBUST_POSITION = "robustness.position"
 ROBUST_TRANSFORM = "robustness.transform."  # prefix of the sliders: + an `affine.Affine` field name
 ROBUST_MEASURED = "robustness.measured"  # keys of the models whose sweeps this session asked for
 
+# Attack (and the Routing page's "what the primary capsules see")
+ATTACK_PICK = "attack.pick"  # a test-image position sent from another page (the Map), consumed by Attack
+ATTACK_SOURCE = "attack.source"  # "Test digit" or "Last drawing"
+ATTACK_CLASS = "attack.class"
+ATTACK_POSITION = "attack.position"  # which test digit of that class, counting from 0
+ATTACK_METHOD = "attack.method"  # "fgsm" or "pgd" (capsnet.attack.METHODS)
+ATTACK_EPSILON = "attack.epsilon"
+ATTACK_STEPS = "attack.steps"  # PGD's steps
+ATTACK_TARGET = "attack.target"  # -1: untargeted, else the class the attack pulls towards
+ATTACK_MEASURED = "attack.measured"  # keys of the models whose attack curves this session asked for
+ROUTING_CONV1 = "routing.conv1"  # show conv1's feature maps
+
+# Overlap (MultiMNIST: two digits over each other)
+OVERLAP_SOURCE = "overlap.source"  # "Test pair", "Compose" or "Draw"
+OVERLAP_PAIR = "overlap.pair"  # index in the fixed MultiMNIST test set
+OVERLAP_CLASS = ("overlap.class.0", "overlap.class.1")  # Compose: each digit's class,
+OVERLAP_POSITION = ("overlap.example.0", "overlap.example.1")  # which test digit of that class,
+OVERLAP_SHIFT_Y = ("overlap.dy.0", "overlap.dy.1")  # and its shift in pixels (down, right)
+OVERLAP_SHIFT_X = ("overlap.dx.0", "overlap.dx.1")
+OVERLAP_AS_CLASS = "overlap.as_class"  # "reconstruct as class k"
+OVERLAP_EDITED = "overlap.edited"  # which of the two longest capsules the sliders edit: 0 or 1
+OVERLAP_GENERATION = "overlap.generation"  # bumped by Reset: the sliders start afresh
+OVERLAP_CANVAS = "overlap.canvas"
+
+
+def overlap_slider(identity: str, capsule: int, generation: int, dimension: int) -> str:
+    return f"overlap.dim.{identity}.{capsule}.{generation}.{dimension}"
+
+
+# Map
+MAP_PROJECTION = "map.projection"  # "pca" or "tsne" (capsnet.projection.METHODS)
+MAP_CAPSULES = "map.capsules"  # "winning" or "all" (capsnet.projection.KINDS)
+MAP_SIZE = "map.size"  # the first N test images are mapped
+MAP_CLASS = "map.class"  # one class picked out (-1: none)
+MAP_SELECTED = "map.selected"  # the selected test-image positions, comma-separated ("": none)
+MAP_SELECTION_NOTE = "map.selection_note"  # what became of a selection too large to keep whole ("" otherwise)
+MAP_CHART = "map.chart"  # the scatter plot: its selection events
+MAP_DRAWING = "map.drawing"  # show the last drawing on the map
+MAP_SEND = "map.send"  # which selected digit the "send to" buttons send
+MAP_REQUESTED = "map.requested"  # (model key, size) whose full computation this session asked for
+
 # Train
 TRAIN_WATCHED = "train.watched"  # the run the live view follows
 TRAIN_OVERLAY = "train.overlay"  # other runs whose curves are drawn with it
@@ -84,7 +125,21 @@ URL_PARAMETERS: dict[str, tuple[str, type]] = {
     LATENT_ABSOLUTE: ("absolute", bool), LATENT_LINKED: ("dims", str),
     RECONSTRUCT_SIZE: ("size", int), RECONSTRUCT_COUNT: ("shown", int), RECONSTRUCT_CLASS: ("class", int),
     RECONSTRUCT_WRONG: ("wrong", bool), RECONSTRUCT_SHUFFLE: ("shuffle", bool), RECONSTRUCT_SEED: ("seed", int),
+    OVERLAP_SOURCE: ("digits", str), OVERLAP_PAIR: ("pair", int), OVERLAP_AS_CLASS: ("as", int),
+    OVERLAP_EDITED: ("edit", int),
+    **{key: (name, int) for keys, prefix in ((OVERLAP_CLASS, "class"), (OVERLAP_POSITION, "example"),
+                                             (OVERLAP_SHIFT_Y, "dy"), (OVERLAP_SHIFT_X, "dx"))
+       for key, name in zip(keys, (f"{prefix}_a", f"{prefix}_b"), strict=True)},
 }
+URL_PARAMETERS.update({  # the Map page
+    MAP_PROJECTION: ("projection", str), MAP_CAPSULES: ("capsules", str), MAP_SIZE: ("size", int),
+    MAP_CLASS: ("class", int), MAP_SELECTED: ("selected", str),
+})
+URL_PARAMETERS.update({  # the Attack page, and the Routing page's conv1 maps
+    ATTACK_SOURCE: ("digit", str), ATTACK_CLASS: ("class", int), ATTACK_POSITION: ("example", int),
+    ATTACK_METHOD: ("attack", str), ATTACK_EPSILON: ("eps", float), ATTACK_STEPS: ("steps", int),
+    ATTACK_TARGET: ("target", int), ROUTING_CONV1: ("conv1", bool),
+})
 
 
 def parse_url_value(text: str, kind: type) -> object:
