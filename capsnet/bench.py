@@ -8,6 +8,7 @@ from __future__ import annotations
 import multiprocessing
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 
@@ -33,17 +34,41 @@ def median_seconds(fn, repeats: int, warmup: int) -> float:
     return float(np.median(times))
 
 
+def random_batch(batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.random((batch_size, 28, 28, 1), dtype=np.float32)
+    return x, keras.utils.to_categorical(rng.integers(0, 10, batch_size), 10)
+
+
+def training_step(precision: str, batch_size: int = 100, config: ModelConfig | None = None) -> Callable[[], object]:
+    """One full training step of ours (forward, backward, Adam update) on a fixed random batch."""
+    net = build_capsnet(config, precision)
+    compile_for_training(net.train, 1e-3, 0.392)
+    x, y = random_batch(batch_size)
+    return lambda: net.train.train_on_batch([x, y], {"length": y, "reconstruction": x})
+
+
 def training_throughput(precision: str, batch_size: int = 100, steps: int = 20, warmup: int = 5,
                         config: ModelConfig | None = None) -> float:
     """Samples per second of full training steps (forward, backward, Adam update), median over `steps`."""
-    net = build_capsnet(config, precision)
-    compile_for_training(net.train, 1e-3, 0.392)
-    rng = np.random.default_rng(0)
-    x = rng.random((batch_size, 28, 28, 1), dtype=np.float32)
-    y = keras.utils.to_categorical(rng.integers(0, 10, batch_size), 10)
-    seconds = median_seconds(lambda: net.train.train_on_batch([x, y], {"length": y, "reconstruction": x}),
-                             steps, warmup)
-    return batch_size / seconds
+    return batch_size / median_seconds(training_step(precision, batch_size, config), steps, warmup)
+
+
+def interleaved_throughput(steps: dict[str, Callable[[], object]], batch_size: int, repeats: int = 20,
+                           warmup: int = 5) -> dict[str, float]:
+    """Samples per second of several training steps timed in turn, one step of each per round (medians over
+    `repeats` rounds): on a machine whose load changes during the run, each is timed under the same changes, where
+    timing one after the other charged a change to whichever ran then."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    seconds: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: batch_size / float(np.median(times)) for name, times in seconds.items()}
 
 
 def inference_latency(precision: str = "float32", repeats: int = 200) -> dict[str, float]:
@@ -100,15 +125,28 @@ def epoch_throughput(precision: str, train_images: int = 6000, test_images: int 
     return {"seconds": round(seconds, 2), "train_samples_per_sec": round(train_images / seconds, 1)}
 
 
-def reference_throughput(path: str) -> float:
-    """Training samples/s of the einsum yardstick (a plain float32 Keras 3 CapsNet, `../shared/bench/ref_capsnet.py`)
-    in this process, right after ours: the ratio is what the README quotes, absolute rates vary by machine."""
+def reference_steps(path: str, batch_size: int = 100) -> tuple[Callable[[], object], Callable[[], object]]:
+    """The einsum yardstick's training step (a plain float32 Keras 3 CapsNet, `../shared/bench/ref_capsnet.py`, built
+    and compiled as its `main()` does), and a training step of its two convolutions alone (the same layers and Adam,
+    a mean squared error on their output: `capsnet.stepprofile`'s cap)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("ref_capsnet", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return float(module.main()["train_samples_per_s"])
+    model, _ = module.build()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=[module.margin_loss, "mse"], loss_weights=[1.0, 0.392],
+                  jit_compile=False)
+    image = keras.Input(model.inputs[0].shape[1:])
+    features = image
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            features = type(layer).from_config(layer.get_config())(features)
+    alone = keras.Model(image, features)
+    alone.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=False)
+    x, y = random_batch(batch_size)
+    target = np.zeros((batch_size, *alone.output.shape[1:]), np.float32)
+    return (lambda: model.train_on_batch([x, y], [y, x])), (lambda: alone.train_on_batch(x, target))
 
 
 def initialisation_check(steps: int = 60, batch_size: int = 100) -> dict:
@@ -157,8 +195,14 @@ def run_benchmark(precisions: list[str], steps: int = 20, batch_size: int = 100,
         results["initialisation"] = initialisation_check()
     if accuracy:
         results["same_seed_accuracy"] = {p: same_seed_accuracy(p) for p in precisions}
+    # With --reference, the yardstick's steps alternate with ours: the ratio is what the README quotes (absolute
+    # rates vary by machine and by load).
+    timed = {precision: training_step(precision, batch_size) for precision in precisions}
+    if reference:
+        timed["reference"] = reference_steps(reference, batch_size)[0]
+    rates = interleaved_throughput(timed, batch_size, steps)
     for precision in precisions:
-        results[f"train_samples_per_sec_{precision}"] = round(training_throughput(precision, batch_size, steps), 1)
+        results[f"train_samples_per_sec_{precision}"] = round(rates[precision], 1)
     if len(precisions) > 1:
         base = results[f"train_samples_per_sec_{precisions[-1]}"]
         results[f"speedup_{precisions[0]}_over_{precisions[-1]}"] = round(
@@ -174,7 +218,7 @@ def run_benchmark(precisions: list[str], steps: int = 20, batch_size: int = 100,
             results[f"real_epoch_vs_steps_{precision}"] = round(
                 real["train_samples_per_sec"] / results[f"train_samples_per_sec_{precision}"], 3)
     if reference:
-        results["reference_train_samples_per_sec"] = round(reference_throughput(reference), 1)
+        results["reference_train_samples_per_sec"] = round(rates["reference"], 1)
         for precision in precisions:
             results[f"speedup_{precision}_over_reference"] = round(
                 results[f"train_samples_per_sec_{precision}"] / results["reference_train_samples_per_sec"], 3)

@@ -164,6 +164,10 @@ def build_parser() -> Parser:
                        help="also time a real epoch (train() on 6,000 images, validation on 1,000) per policy")
     bench.add_argument("--reference", metavar="PATH", type=existing_file,
                        help="also time the einsum yardstick at PATH (../shared/bench/ref_capsnet.py) in this run")
+    bench.add_argument("--profile", action="store_true",
+                       help="also profile a training step per policy (and the yardstick's, with --reference): each "
+                            "part's share (convolutions, capsules, decoder, loss, optimizer) and the convolutions' "
+                            "cap on the speedup over the yardstick (TensorFlow; capsnet/stepprofile.py)")
     bench.add_argument("--init", action="store_true",
                        help="also compare W initialisations: initial capsule length, accuracy after 60 steps")
     bench.add_argument("--photos", action="store_true",
@@ -193,6 +197,7 @@ def cmd_train(args) -> None:
         cmd_manipulate(args)
         return
     from capsnet import distribute
+    from capsnet.backend import jax_cpu_note
     from capsnet.config import digits_per_image
     from capsnet.inference import load_network
     from capsnet.rundir import RunDir, new_run_name, runs_root
@@ -224,6 +229,8 @@ def cmd_train(args) -> None:
         output_dir(save_dir)
     print(f"run directory: {save_dir}" + ("" if chief else " (written by the chief; this worker trains along)"),
           flush=True)
+    if note := jax_cpu_note(config.precision):  # Keras on JAX without a GPU: slower than it need be
+        print(note, file=sys.stderr, flush=True)
     net = train(config, save_dir, resume=args.resume, weights=args.weights, distribution=distribution)
     run = RunDir(save_dir)
     if chief and run.read_raw_status().get("state") == "finished":
@@ -403,8 +410,15 @@ def cmd_bench(args) -> None:
         return
     from capsnet.bench import run_benchmark
 
-    print(json.dumps(run_benchmark(args.precision, args.steps, args.batch_size, args.accuracy, args.init, args.epoch,
-                                   args.reference), indent=2))
+    results = run_benchmark(args.precision, args.steps, args.batch_size, args.accuracy, args.init, args.epoch,
+                            args.reference)
+    if args.profile:
+        from capsnet.bench import expand_precisions
+        from capsnet.stepprofile import run_profile
+
+        results["profile"] = run_profile(expand_precisions(args.precision), args.reference, batch_size=args.batch_size,
+                                         cap_steps=args.steps)
+    print(json.dumps(results, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:

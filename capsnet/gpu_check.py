@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         device = launch.cpu_device() if args.rehearse else gpus[0]
         params: dict[str, Any] = {"epochs": args.epochs, "batch_size": args.batch_size, "subset": args.subset}
         if args.rehearse:
-            # bfloat16 is emulated on many CPUs (and runs several times slower there): the rehearsal proves the
-            # path, float32 keeps it within minutes on any CPU.
+            # XLA's CPU code emulates bfloat16 at several times float32's cost (README, "JAX on a CPU"): the
+            # rehearsal proves the path, and float32 keeps it within minutes on any CPU.
             params |= {"precision": "float32", "log_every": 5}
         root = scratch / "runs" if args.rehearse else scratch
         run = launch.launch(params, label="rehearsal" if args.rehearse else "gpu", devices=[device.key], root=root,

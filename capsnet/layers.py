@@ -36,8 +36,9 @@ def convolve_as_matmul() -> bool:
 
 
 def tensorflow_on_cpu() -> bool:
-    """Whether training computes the primary capsules' convolution as patches @ kernel on TensorFlow: where
-    TensorFlow computes on the CPU (`capsnet.patchconv`; on a GPU cuDNN's convolution is the fast path)."""
+    """Whether training computes the primary capsules' float32 convolution as patches @ kernel on TensorFlow: where
+    TensorFlow computes on the CPU (`capsnet.patchconv`; on a GPU cuDNN's convolution is the fast path). In
+    bfloat16 oneDNN's own convolution stays: there the patches made a training step slower."""
     if keras.backend.backend() != "tensorflow":
         return False
     from capsnet import patchconv
@@ -71,7 +72,8 @@ class PrimaryCapsule(keras.layers.Layer):
         as_matmul = convolve_as_matmul() and self.conv.data_format == "channels_last"
         if as_matmul:
             features = self.patches_conv(inputs)
-        elif training and self.conv.data_format == "channels_last" and tensorflow_on_cpu():
+        elif training and self.conv.compute_dtype == "float32" and self.conv.data_format == "channels_last" \
+                and tensorflow_on_cpu():
             features = self.patches_conv_tf(inputs)
         else:
             features = self.conv(inputs)

@@ -128,9 +128,9 @@ def scene_for(condition: str, rng: np.random.Generator) -> Scene:
         return replace(clean, desk=u(0.15, 0.35), digit_height=u(0.35, 0.5))
     if condition == "marker":  # a broad felt tip: strokes 1.5-2.5 times MNIST's width, small loops filling in
         return replace(clean, bold=u(0.4, 0.8), stroke=u(0.2, 0.3))
-    if condition == "fill":  # cropped close: the digit's longer side 80-95% of the frame's
+    if condition == "fill":  # cropped close: the digit's ink 80-95% of the frame's height (its crop has a margin)
         side = int(u(64, 400))
-        return replace(clean, frame=(side, int(side * u(0.9, 1.2))), digit_height=u(0.88, 1.0),
+        return replace(clean, frame=(side, int(side * u(0.9, 1.2))), digit_height=u(0.93, 1.0),
                        centre=(u(0.48, 0.52), u(0.48, 0.52)))
     if condition == "soft_focus":  # out of focus: blurred by more than a stroke's width
         return replace(clean, blur=u(0.8, 1.2))

@@ -44,7 +44,8 @@ LIGHT_INK_ODDS = 2.0  # ground (rare in photos) must stray from it this many tim
 FLAT = 0.05  # ...unless most of the image lies this close to its darkest level: a digital image's black ground
 PREVIEW_SIDE = 140  # the stages a page shows
 BLOCK_TOLERANCE = 6 / 255  # neighbouring pixels this close are one pixel repeated (a nearest-neighbour enlargement)
-MAX_NATIVE_SIDE = 64  # ...which is undone when the image it enlarged had at most this many pixels a side
+MAX_NATIVE_SIDE = 24  # ...which is undone when the image it enlarged was a thumbnail (8x8 to 16x16 digit sets);
+                      # MNIST's own 28 px enlarged so reads as itself already (correlation 0.998)
 SCAN_SIDE = 96  # whether an upload is a clean scan is judged at this resolution, from Otsu's split into two tones:
 SCAN_CONTRAST = 0.3  # ...ground and ink at least this far apart (the ground's median, the ink's 10th percentile),
 SCAN_EVENNESS = 0.4  # ...the ground as bright everywhere to within this fraction of that contrast (4x4 tiles),
@@ -52,6 +53,8 @@ SCAN_NOISE = 0.06  # ...with grain or sensor noise (its deviation) below this fr
 SCAN_FRAME = 0.45  # ...and at most this fraction of the frame's edge dark, in no stretch longer than this one:
 SCAN_FRAME_RUN = 0.2  # a digit filling the frame touches its edge here and there, a desk or a shadow runs along it
 SCAN_GROUND = 0.5  # ...the ground being at least this fraction of the image
+SCAN_FLAT = 0.01  # light ink on a dark ground is a digital image's (MNIST, a screenshot, a thumbnail), whose ground is
+                  # this flat: a photo's blown-out lamp on dim paper would otherwise pass for light ink
 
 MIN_CONTRAST = 0.08  # darkness below this is paper, whatever the noise
 CANVAS_FLOOR = 0.01  # the canvas has no noise: its faintest anti-aliasing is ink
@@ -74,7 +77,7 @@ MIN_STROKE = 5.0  # px at that scale: thinner than almost all of MNIST (5th perc
 STROKE = 8.0  # 2 x area / boundary); such strokes are widened to this, MNIST's first quartile
 SOLID = 0.64  # of a 28x28 digit's inked pixels (> 0.05), the share above 0.5; lower than MNIST's 10th percentile
               # (median 0.72, of the 10,000 test digits) is a soft digit -- out of focus, or a few pixels enlarged --
-SHARPNESS = 24.0  # ...whose strokes are made solid before size normalisation, as MNIST's were: a steep S-curve...
+SHARPNESS = 12.0  # ...whose strokes are made solid before size normalisation, as MNIST's were: a steep S-curve...
 SHARPEN_AT = 0.5  # ...around this level of the ink
 
 
@@ -307,6 +310,7 @@ class Tones:
         """Two well-separated tones on an even, quiet ground, the ink a digit's share of the image and away from
         most of the frame's edge: a scan, a screenshot, a thumbnail, MNIST itself."""
         return (abs(self.ink - self.ground) >= SCAN_CONTRAST and self.ground_share >= SCAN_GROUND
+                and (self.ground > self.ink or self.noise <= SCAN_FLAT)
                 and self.dark_frame <= SCAN_FRAME and self.frame_run <= SCAN_FRAME_RUN
                 and self.uneven <= SCAN_EVENNESS and self.noise <= SCAN_NOISE)
 
@@ -314,7 +318,7 @@ class Tones:
     def floor(self) -> float:
         """What is surely ground, in the ink's contrast (ground 0, ink 1). Unlike a photo's, it is not judged from
         the image's median, which a digit filling much of the frame would shift."""
-        return MIN_CONTRAST + NOISE_SIGMAS * self.noise + self.uneven
+        return MIN_CONTRAST + NOISE_SIGMAS * self.noise
 
 
 def longest_run(ring: np.ndarray) -> int:

@@ -64,7 +64,7 @@ if method == "tsne" and not space.has(method, kind):
                   on_click=requested.add, args=((model.choice.key, size, kind),))
         st.stop()
 with st.spinner(f"Computing the {mapview.METHOD_NAMES[method]} map of {size:,} digits (once for this model)…"):
-    points = space.points(method, kind)
+    points = mapview.points_of(space, method, kind)
 
 labels = digits.labels[:size]
 errors = int(np.sum(predicted != labels))

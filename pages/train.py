@@ -12,6 +12,7 @@ enter_page("Train", "🏋️")
 
 # Before anything is drawn: the fragment below reruns alone, and importing lazily inside it raced with other reruns.
 from capsnet import launch
+from capsnet.backend import jax_cpu_note
 from capsnet.config import DATASETS
 from capsnet.data import DataUnavailable
 from capsnet.explorer import catalog, dashboard, picker, resources, state
@@ -95,6 +96,8 @@ def launch_form(root) -> None:
             "debug": st.checkbox("Write TensorBoard logs", d["debug"], key=state.TRAIN_FORM + "debug"),
         }
         st.caption(f"Precision on {device.label}: {resources.auto_precision(device.key != launch.CPU)}.")
+        if note := jax_cpu_note(params["precision"], gpus=[] if device.key == launch.CPU else [device.name]):
+            st.warning(note.removeprefix("note: "))
         submitted = st.form_submit_button("Launch", type="primary")
     st.caption("One run per device: launching on a device that a run is using is refused (not queued) — stop that "
                "run or wait for it. The trainer is a separate process; it keeps going if you close this tab.")

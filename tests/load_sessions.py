@@ -85,6 +85,9 @@ PAD = "canvas.upper-canvas"  # streamlit-drawable-canvas: the Fabric.js canvas t
 STROKES = "canvas.dc-canvas.lower-canvas"  # ... and the one that holds the strokes
 INKED_PIXELS_JS = "pad => pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data" \
                   ".filter((value, i) => i % 4 === 0 && value > 128).length"
+# The same for every drawing canvas on the page (they live in the component's shadow root, which Playwright's
+# locators enter and document.querySelectorAll does not).
+EVERY_INKED_JS = f"pads => pads.map({INKED_PIXELS_JS})"
 
 INK_WAIT_S = 5.0  # Fabric.js puts a stroke on the strokes' layer at pointerup: no new ink after this long, and
                   # the stroke never reached the canvas
@@ -123,10 +126,6 @@ window.loadTest = {
     mark() {  // script runs are counted from here (and from every start)
         this.watchRuns();
         this.armedRuns = this.runs;
-    },
-    inked() {  // inked pixels of every drawing canvas on the page (the strokes' layer), in document order
-        return [...document.querySelectorAll('canvas.dc-canvas.lower-canvas')].map(pad => pad.getContext('2d')
-            .getImageData(0, 0, pad.width, pad.height).data.filter((value, i) => i % 4 === 0 && value > 128).length);
     },
     prediction() {
         for (const h of document.querySelectorAll('[data-testid=stMain] h2')) {
@@ -333,11 +332,12 @@ class Session:
 
     async def canvas_state(self) -> dict:
         """The drawing canvases on the page, their inked pixels, and the script runs since the timer was armed."""
-        return await self.page.evaluate("() => { const inked = loadTest.inked(); return {canvases: inked.length, "
-                                        "inked, runs_since_armed: loadTest.runs - loadTest.armedRuns}; }")
+        inked = await self.page.locator(STROKES).evaluate_all(EVERY_INKED_JS)
+        runs = await self.page.evaluate("() => loadTest.runs - loadTest.armedRuns")
+        return {"canvases": len(inked), "inked": inked, "runs_since_armed": runs}
 
     async def ink(self) -> int:
-        return sum(await self.page.evaluate("() => loadTest.inked()"))
+        return sum(await self.page.locator(STROKES).evaluate_all(EVERY_INKED_JS))
 
     async def draw(self, points, where: str, rearm=None) -> None:
         """One stroke that must reach the canvas: the canvas' ink must grow within INK_WAIT_S. A stroke that left

@@ -110,8 +110,8 @@ def test_a_link_reproduces_the_attack(shipped_app):
 
 
 def test_another_page_can_send_a_test_digit(shipped_app):
-    digits = load_test_digits("mnist")
-    position = 1234
+    digits = load_test_digits("mnist")  # the full test set, or the shipped sample where MNIST is not yet here
+    position = len(digits.labels) * 3 // 8
     at = open_app()
     at.session_state[state.ATTACK_PICK] = position  # what attacking.send_to_attack leaves for the page
     at.switch_page(ATTACK).run()

@@ -29,10 +29,10 @@ pytestmark = pytest.mark.browser
 # Every page by its URL (st.navigation in app.py), and its title.
 PAGES = {"/": "CapsNet Explorer", "/draw": "Draw a digit", "/routing": "Routing by agreement",
          "/robustness": "Robustness to viewpoint", "/reconstruct": "Real vs. reconstructed",
-         "/latent": "Inside a capsule", "/attack": "Adversarial digits", "/overlap": "Two digits at once",
-         "/train": "Train"}
+         "/latent": "Inside a capsule", "/map": "Capsule space", "/attack": "Adversarial digits",
+         "/overlap": "Two digits at once", "/train": "Train"}
 # the sidebar's page links, in order
-NAVIGATION = ["Home", "Draw", "Routing", "Robustness", "Reconstruct", "Latent", "Attack", "Overlap", "Train"]
+NAVIGATION = ["Home", "Draw", "Routing", "Robustness", "Reconstruct", "Latent", "Map", "Attack", "Overlap", "Train"]
 TIMINGS: dict[str, object] = {}
 # streamlit-drawable-canvas' Fabric.js canvases (Playwright's CSS sees into the component's shadow root): the upper one
 # takes the pointer, the lower one holds the strokes.

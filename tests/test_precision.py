@@ -84,7 +84,8 @@ def test_auto_follows_the_gpus_whatever_the_cpu(capabilities, expected):
 
 def test_an_explicit_precision_wins():
     for precision in ("float32", "mixed_bfloat16"):
-        for hardware in (cpu("x86_64", ZEN2_EPYC), cpu("x86_64", ZEN4_EPYC), Hardware("x86_64", frozenset(), ((9, 0),))):
+        gpu = Hardware("x86_64", frozenset(), ((9, 0),))
+        for hardware in (cpu("x86_64", ZEN2_EPYC), cpu("x86_64", ZEN4_EPYC), gpu):
             choice = decide(precision, hardware)
             assert (choice.precision, choice.requested) == (precision, precision)
             assert choice.describe() == f"{precision} (chosen explicitly)"

@@ -176,6 +176,15 @@ def test_a_damaged_cache_file_is_computed_again(tmp_path, labels):
     assert space.points("pca", "winning").shape == (120, 2) and source.calls == 2
 
 
+def test_an_unwritable_cache_keeps_the_map_in_memory(tmp_path, labels):
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache folder should be")
+    store = MapStore("k", blocked, shipped=None)
+    space = CapsuleSpace(store, Counting(capsules_of(labels)))
+    assert space.points("pca", "all").shape == (120, 2) and space.ready()
+    assert store.unwritable and str(blocked) in store.unwritable
+
+
 def test_the_cache_root_is_outside_the_repository(monkeypatch, tmp_path):
     monkeypatch.setenv("CAPSNET_CACHE_DIR", str(tmp_path / "c"))
     assert projection.cache_root() == tmp_path / "c"

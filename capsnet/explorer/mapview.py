@@ -82,6 +82,21 @@ def space_of(model: picker.ActiveModel, size: int) -> CapsuleSpace:
     return capsule_space(*model.cache_key, size, str(projection.cache_root()))
 
 
+def points_of(space: CapsuleSpace, method: str, kind: str) -> np.ndarray:
+    """The map's points; where t-SNE cannot run (scikit-learn missing from an old install), the page says so and
+    stops instead of showing a traceback. A cache folder that cannot be written is worth a note."""
+    try:
+        points = space.points(method, kind)
+    except ImportError as error:
+        st.warning(f"t-SNE needs scikit-learn ({error}): `pip install -r requirements.txt` installs it. PCA works "
+                   "without it.")
+        st.stop()
+    if space.store.unwritable:
+        st.caption(f"This map could not be kept on disk ({space.store.unwritable}): it will be computed again after "
+                   "a restart. `$CAPSNET_CACHE_DIR` chooses another folder.")
+    return points
+
+
 # --- selections ----------------------------------------------------------------------------------------------------
 
 def selected_positions(selection: Mapping | None) -> list[int]:
