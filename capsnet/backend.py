@@ -114,26 +114,3 @@ def gpu_capabilities() -> list[tuple[int, int]]:
         return [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())]
     return []
 
-
-def jax_cpu_note(precision: str, backend_name: str | None = None, gpus: list[str] | None = None) -> str | None:
-    """The note for a run about to start on Keras' JAX backend without a GPU, or None elsewhere.
-
-    XLA's CPU code, JAX's only way to compute there, trains this network slower than TensorFlow's oneDNN kernels,
-    and emulates bfloat16 at several times float32's cost even on CPUs that compute it natively (README, "JAX on a
-    CPU"). `precision` is the run's (`auto` is resolved as for a CPU run); `backend_name` and `gpus` default to the
-    active backend's. Shared by the CLI (on stderr) and the Train page.
-    """
-    backend_name = backend_name or name()
-    if backend_name != "jax" or (gpus if gpus is not None else accelerators()):
-        return None
-    if precision == "auto":
-        from capsnet.precision import auto_for
-
-        precision = auto_for(on_gpu=False).precision
-    tensorflow = "TensorFlow (--backend tensorflow; for the app, KERAS_BACKEND=tensorflow)"
-    if precision == "mixed_bfloat16":
-        return ("note: Keras on JAX without a GPU: XLA's CPU code emulates bfloat16, so mixed_bfloat16 trains several "
-                f"times slower than float32 here; train in float32 (--precision float32), or on {tensorflow}, faster "
-                "on a CPU (README, \"JAX on a CPU\")")
-    return ("note: Keras on JAX without a GPU: XLA's CPU code trains this network slower than TensorFlow does; "
-            f"{tensorflow} is faster on a CPU (README, \"JAX on a CPU\")")

@@ -197,9 +197,9 @@ def cmd_train(args) -> None:
         cmd_manipulate(args)
         return
     from capsnet import distribute
-    from capsnet.backend import jax_cpu_note
     from capsnet.config import digits_per_image
     from capsnet.inference import load_network
+    from capsnet.precision import jax_cpu_note
     from capsnet.rundir import RunDir, new_run_name, runs_root
     from capsnet.train import train
 

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -155,18 +156,11 @@ def publish(run_dir: str | Path, model_path: Path = PRETRAINED_MODEL, card_path:
     return card
 
 
-def remeasure_sweeps(model_path: Path, card_path: Path) -> dict:
+def remeasure(model_path: Path, card_path: Path, entries: Callable[..., dict]) -> dict:
+    """Measure a shipped model's `entries` (`affine_card_entries` or `attack_card_entries`) again, into its card."""
     card = json.loads(card_path.read_text())
     data = load_dataset(card.get("config", {}).get("dataset", "mnist"))
-    card.update(affine_card_entries(load_network(model_path), data))
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    return card
-
-
-def remeasure_attacks(model_path: Path, card_path: Path) -> dict:
-    card = json.loads(card_path.read_text())
-    data = load_dataset(card.get("config", {}).get("dataset", "mnist"))
-    card.update(attack_card_entries(load_network(model_path), data))
+    card.update(entries(load_network(model_path), data))
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return card
 
@@ -184,11 +178,11 @@ def main() -> None:
                              "model --target (default capsnet)")
     args = parser.parse_args()
     if args.sweeps_only:
-        card = remeasure_sweeps(*SHIPPED[args.target or "capsnet"])
+        card = remeasure(*SHIPPED[args.target or "capsnet"], affine_card_entries)
         print(json.dumps(card["affine_sweeps"]))
         return
     if args.attacks_only:
-        card = remeasure_attacks(*SHIPPED[args.target or "capsnet"])
+        card = remeasure(*SHIPPED[args.target or "capsnet"], attack_card_entries)
         print(json.dumps(card.get("attack_curves")))
         return
     if args.run_dir is None:

@@ -12,7 +12,15 @@ st.title("Draw a digit")
 from capsnet.explorer import figures, picker, state, views
 from capsnet.explorer.canvas import drawing_canvas
 from capsnet.explorer.explore import coupling_map
-from capsnet.preprocess import IMAGE_TYPES, PreprocessError, Stages, UnreadableImage, canvas_stages, upload_stages
+from capsnet.preprocess import (
+    IMAGE_TYPES,
+    MAX_UPLOAD_MB,
+    PreprocessError,
+    Stages,
+    UnreadableImage,
+    canvas_stages,
+    upload_stages,
+)
 
 model = picker.require_model()
 if model.dataset != "mnist":
@@ -27,7 +35,8 @@ def read_input() -> tuple[Stages | None, str | None]:
     pixels = drawing_canvas()
     st.caption("White ink on black, like MNIST: draw one digit, large, in the middle. The canvas' toolbar undoes "
                "and redoes strokes; Clear starts again.")
-    upload = st.file_uploader("…or upload a photo or scan of a digit", type=IMAGE_TYPES, key=state.IMAGE_UPLOAD)
+    upload = st.file_uploader("…or upload a photo or scan of a digit", type=IMAGE_TYPES, key=state.IMAGE_UPLOAD,
+                              max_upload_size=MAX_UPLOAD_MB)
     if upload is not None:
         st.caption("Using the uploaded image: remove it (×) to draw again.")
         try:

@@ -11,7 +11,7 @@ st.title("Routing by agreement")
 # After the title: these start TensorFlow.
 from capsnet.explorer import explore, figures, insight, picker, state, views
 from capsnet.imaging import to_float
-from capsnet.preprocess import IMAGE_TYPES, PreprocessError, from_upload
+from capsnet.preprocess import IMAGE_TYPES, MAX_UPLOAD_MB, PreprocessError, from_upload
 
 model = picker.require_model()
 config = model.predictor.net.config
@@ -39,7 +39,8 @@ def choose_image() -> tuple[np.ndarray | None, str]:
     if source == DRAWING:
         return st.session_state[state.DRAWING], "your last drawing"
     if source == UPLOAD:
-        upload = st.file_uploader("A photo or scan of one digit", type=IMAGE_TYPES, key=state.ROUTING_UPLOAD)
+        upload = st.file_uploader("A photo or scan of one digit", type=IMAGE_TYPES, key=state.ROUTING_UPLOAD,
+                                  max_upload_size=MAX_UPLOAD_MB)
         if upload is None:
             return None, ""
         try:

@@ -12,12 +12,12 @@ enter_page("Train", "🏋️")
 
 # Before anything is drawn: the fragment below reruns alone, and importing lazily inside it raced with other reruns.
 from capsnet import launch
-from capsnet.backend import jax_cpu_note
 from capsnet.config import DATASETS
 from capsnet.data import DataUnavailable
 from capsnet.explorer import catalog, dashboard, picker, resources, state
 from capsnet.inference import ModelLoadError
 from capsnet.precision import CHOICES as PRECISION_CHOICES
+from capsnet.precision import jax_cpu_note
 from capsnet.rundir import ACTIVE_STATES, RunDir, list_runs, runs_root
 
 RESUMABLE = ("stopped", "interrupted", "failed")

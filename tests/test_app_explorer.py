@@ -24,7 +24,7 @@ from capsnet.model import build_capsnet, save_model
 from capsnet.rundir import RunDir
 from capsnet.sample import load_sample
 
-TIMEOUT = 240  # the first Reconstruct run classifies 1,000 test digits on a CPU that may be training
+TIMEOUT = 300  # the first Reconstruct run or a map classifies 1,000 test digits, on a CPU that may be training
 EXPLORER_PAGES = [PAGES["draw"], PAGES["routing"], PAGES["robustness"], PAGES["reconstruct"], PAGES["latent"]]
 
 
@@ -249,10 +249,10 @@ def test_catalog_reads_the_shipped_model_card(app_env, random_model, monkeypatch
 
 # --- shareable state: a page's choices are in its URL, and opening that URL in a new session reproduces them -------
 
-def open_link(page: str, parameters: dict[str, str]) -> AppTest:
+def open_link(page: str, parameters: dict[str, str] | None = None) -> AppTest:
     """A new session whose first request is `page` with these query parameters, as a shared link opens."""
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
-    at.query_params.update(parameters)
+    at.query_params.update(parameters or {})
     return at.switch_page(page).run()
 
 
@@ -292,3 +292,23 @@ def test_the_model_is_in_the_link(app_env, one_routing_model, monkeypatch):
     assert at.selectbox(key=state.MODEL_PICKER).value == keys[-1] and at.query_params["model"] == keys[-1]
     plain = open_link(PAGES["routing"], {"model": "no such model"})
     assert plain.selectbox(key=state.MODEL_PICKER).value == keys[0] and "model" not in plain.query_params
+
+
+def test_each_uploader_states_the_limit_the_app_enforces(app_env):
+    """Streamlit's own ceiling (200 MB) is not what the app accepts: each uploader carries the app's limit, so the
+    browser refuses a larger file before sending it, with that figure."""
+    from capsnet import preprocess
+
+    def limits(at: AppTest) -> dict[str, int]:
+        return {uploader.proto.label: uploader.proto.max_upload_size_mb for uploader in at.get("file_uploader")}
+
+    at = open_app()
+    assert limits(at) == {"Upload a model file": catalog.MAX_UPLOAD_MB}
+    at.switch_page(PAGES["draw"]).run()
+    assert_clean(at)
+    assert list(limits(at).values()) == [preprocess.MAX_UPLOAD_MB]
+    at.switch_page(PAGES["routing"]).run()
+    at.radio(key=state.ROUTING_SOURCE).set_value("Upload").run()
+    assert_clean(at)
+    assert list(limits(at).values()) == [preprocess.MAX_UPLOAD_MB]
+    assert preprocess.MAX_UPLOAD_MB < 200 and catalog.MAX_UPLOAD_MB < 200  # tighter than .streamlit/config.toml's

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 from streamlit.testing.v1 import AppTest
+from test_app_explorer import TIMEOUT, assert_clean, open_link
 
 from capsnet import projection
 from capsnet.config import ModelConfig
@@ -21,7 +22,6 @@ from capsnet.explorer.navigation import PAGES
 from capsnet.model import build_capsnet, save_model
 from capsnet.sample import load_test_digits
 
-TIMEOUT = 300  # classifying the small map's digits, or loading a shipped model, on a CPU that may be training
 SMALL = 150
 
 
@@ -35,16 +35,8 @@ def map_env(monkeypatch, random_model, tmp_path):
     return tmp_path
 
 
-def open_link(parameters: dict[str, str] | None = None, page: str = PAGES["map"]) -> AppTest:
-    """A new session whose first request is `page` with these query parameters, as a shared link opens."""
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
-    at.query_params.update(parameters or {})
-    return at.switch_page(page).run()
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
+def open_map(parameters: dict[str, str] | None = None, page: str = PAGES["map"]) -> AppTest:
+    return open_link(page, parameters)
 
 
 def decode(values) -> np.ndarray:
@@ -92,7 +84,7 @@ def captions(at: AppTest) -> list[str]:
 
 
 def test_controls_change_the_map_and_a_link_reproduces_it(map_env):
-    at = open_link()
+    at = open_map()
     assert_clean(at)
     # All 10,000 test images are not classified without asking; the smaller map is a choice away.
     assert "Mapping all" in at.info[0].value and not at.get("plotly_chart")
@@ -120,13 +112,13 @@ def test_controls_change_the_map_and_a_link_reproduces_it(map_env):
         "projection": "tsne", "capsules": "all", "size": str(SMALL), "class": "3"}
 
     # A new session on that link: the same controls, the same map, read from the disk cache (no new t-SNE).
-    again = open_link(parameters)
+    again = open_map(parameters)
     assert_clean(again)
     assert again.radio(key=state.MAP_PROJECTION).value == "tsne" and again.selectbox(key=state.MAP_CLASS).value == 3
     np.testing.assert_array_equal(mapped(again), tsne_all)
     assert len(list((map_env / "cache" / "maps").iterdir())) == 1  # one model, one test set: one map on disk
 
-    bad = open_link({"projection": "umap", "capsules": "some", "size": "7", "class": "12", "selected": "x,-1,99999"})
+    bad = open_map({"projection": "umap", "capsules": "some", "size": "7", "class": "12", "selected": "x,-1,99999"})
     assert_clean(bad)  # nothing of that parses: the defaults, and no error
     every_digit = len(load_test_digits("mnist").labels)  # 10,000, or the shipped sample's 1,000 before MNIST is here
     assert bad.radio(key=state.MAP_PROJECTION).value == "pca" and bad.selectbox(key=state.MAP_SIZE).value == every_digit
@@ -134,7 +126,7 @@ def test_controls_change_the_map_and_a_link_reproduces_it(map_env):
 
 def test_a_selection_shows_its_digits_and_sends_one_on(map_env):
     selected = [4, 17, 60]
-    at = open_link({"size": str(SMALL), "selected": ",".join(map(str, selected))})
+    at = open_map({"size": str(SMALL), "selected": ",".join(map(str, selected))})
     assert_clean(at)
     digits = load_test_digits("mnist")
     assert [c.split(":")[0] for c in captions(at)] == [f"#{digits.indices[p]}" for p in selected]
@@ -152,7 +144,7 @@ def test_a_selection_shows_its_digits_and_sends_one_on(map_env):
     assert at.query_params["class"] == str(label)
 
     # ... and to the Routing page, from a fresh session on the same link.
-    at = open_link({"size": str(SMALL), "selected": ",".join(map(str, selected))})
+    at = open_map({"size": str(SMALL), "selected": ",".join(map(str, selected))})
     at.selectbox(key=state.MAP_SEND).set_value(position).run()
     at.button(key=f"{state.MAP_SEND}.routing").click().run()
     assert_clean(at)
@@ -160,14 +152,14 @@ def test_a_selection_shows_its_digits_and_sends_one_on(map_env):
 
     # ... and to the Attack page (the page reads the digit the Map hands it, and the link's class and example).
     if "attack" in PAGES:
-        at = open_link({"size": str(SMALL), "selected": ",".join(map(str, selected))})
+        at = open_map({"size": str(SMALL), "selected": ",".join(map(str, selected))})
         at.selectbox(key=state.MAP_SEND).set_value(position).run()
         at.button(key=f"{state.MAP_SEND}.attack").click().run()
         assert not at.exception, [e.value for e in at.exception]
         assert at.selectbox(key=state.ATTACK_CLASS).value == label and at.query_params["example"] == str(example)
 
     # Clearing the selection empties the panel and the link.
-    at = open_link({"size": str(SMALL), "selected": "4"})
+    at = open_map({"size": str(SMALL), "selected": "4"})
     at.button(key=next(b.key for b in at.button if b.label == "Clear the selection")).click().run()
     assert not captions(at) and "selected" not in at.query_params
 
@@ -209,7 +201,7 @@ def test_the_selection_event_becomes_the_selection():
 
 def test_models_the_map_cannot_show_say_what_it_can_do(map_env, monkeypatch):
     monkeypatch.setenv("CAPSNET_WEIGHTS", str(REPO / "assets" / "cnn.keras"))
-    at = open_link()
+    at = open_map()
     assert_clean(at)
     assert "baseline CNN" in at.info[0].value and "no capsule space" in at.info[0].value
     assert not at.get("plotly_chart")
@@ -217,13 +209,13 @@ def test_models_the_map_cannot_show_say_what_it_can_do(map_env, monkeypatch):
     pairs = save_model(build_capsnet(ModelConfig(input_shape=(36, 36, 1), dataset="multimnist")),
                        map_env / "multimnist.keras")
     monkeypatch.setenv("CAPSNET_WEIGHTS", str(pairs))
-    at = open_link()
+    at = open_map()
     assert_clean(at)
     assert "two overlapping digits" in at.info[0].value and not at.get("plotly_chart")
 
     monkeypatch.setenv("CAPSNET_WEIGHTS", str(map_env / "garbage.keras"))
     (map_env / "garbage.keras").write_bytes(b"garbage")
-    at = open_link()
+    at = open_map()
     assert not at.exception
     assert "Cannot load the model" in at.error[0].value and "no usable model" in at.info[0].value
 
@@ -243,7 +235,7 @@ def test_the_shipped_models_are_mapped_at_once(monkeypatch, tmp_path, model, dat
     monkeypatch.setenv("CAPSNET_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(projection, "tsne", lambda features: pytest.fail("t-SNE computed for a shipped model"))
     monkeypatch.setattr(projection.CapsuleSpace, "capsules", lambda self: pytest.fail("classified a shipped map"))
-    at = open_link({"model": model, "projection": "tsne", "capsules": "all"})
+    at = open_map({"model": model, "projection": "tsne", "capsules": "all"})
     assert_clean(at)
     shown = traces(at)
     assert len(mapped(at)) == 10000 and len(shown[f"misclassified ({errors})"]) == errors

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import REPO
 from streamlit.testing.v1 import AppTest
+from test_app_explorer import assert_clean, images, open_link
 
 from capsnet.config import ModelConfig, TrainConfig
 from capsnet.explorer import state
 from capsnet.explorer.navigation import PAGES
 from capsnet.model import build_network, save_model
-
-TIMEOUT = 240
 
 
 @pytest.fixture(scope="module")
@@ -30,21 +28,6 @@ def pair_env(monkeypatch, pair_model, tmp_path, no_shipped_models):
     monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))
     return tmp_path
-
-
-def open_link(page: str, parameters: dict[str, str] | None = None) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
-    at.query_params.update(parameters or {})
-    return at.switch_page(page).run()
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
-def images(at: AppTest) -> dict[str, str]:
-    return {image.captions[0]: image.value[0] for image in at.get("image") if image.captions}
 
 
 def verdict(at: AppTest) -> str:

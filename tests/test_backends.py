@@ -222,7 +222,7 @@ def test_tensorflow_keeps_its_own_convolution_and_graph_step():
 
 
 def test_jax_cpu_note_names_the_faster_choices():
-    from capsnet.backend import jax_cpu_note
+    from capsnet.precision import jax_cpu_note
 
     for precision in ("float32", "mixed_bfloat16", "auto"):
         assert jax_cpu_note(precision, "tensorflow", []) is None  # TensorFlow on a CPU is the fast path

@@ -40,7 +40,8 @@ from capsnet.rundir import ACTIVE_STATES, RunDir, list_runs, runs_root
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"  # a .keras file is a zip archive
-MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # a CapsNet is ~33 MB of float32 weights; three times that is not one of ours
+MAX_UPLOAD_MB = 100  # a CapsNet is ~33 MB of float32 weights; three times that is not one of ours
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 2**20
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ def require_test_images(model: ActiveModel) -> TestDigits:
 def model_uploader() -> None:
     """Home's uploader: a model file becomes the active model once it has loaded; the outcome is shown once."""
     st.file_uploader("Upload a model file", type=[s.lstrip(".") for s in MODEL_SUFFIXES], key=state.MODEL_UPLOAD,
-                     on_change=save_model_upload)
+                     on_change=save_model_upload, max_upload_size=catalog.MAX_UPLOAD_MB)
     if message := st.session_state.pop(state.UPLOAD_MESSAGE, None):
         kind, text = message
         (st.error if kind == "error" else st.success)(text)
