@@ -154,12 +154,12 @@ def dtype_policy(precision: str) -> Iterator[None]:
 
 
 def jax_cpu_note(precision: str, backend_name: str | None = None, gpus: list[str] | None = None) -> str | None:
-    """The note for a run about to start on Keras' JAX backend without a GPU, or None elsewhere.
+    """The note for a run about to start in bfloat16 on Keras' JAX backend without a GPU, or None elsewhere.
 
-    XLA's CPU code, JAX's only way to compute there, trains this network slower than TensorFlow's oneDNN kernels,
-    and emulates bfloat16 at several times float32's cost even on CPUs that compute it natively (README, "JAX on a
-    CPU"). `precision` is the run's (`auto` is resolved as for a CPU run); `backend_name` and `gpus` default to the
-    active backend's. Shared by the CLI (on stderr) and the Train page.
+    In float32, JAX on a CPU trains as fast as TensorFlow since the primary capsules' convolution runs as a matrix
+    product there (`capsnet.layers.convolve_as_matmul`); in bfloat16 XLA's CPU code trained at less than half
+    float32's rate (README, "JAX on a CPU"). `precision` is the run's (`auto` is resolved as for a CPU run);
+    `backend_name` and `gpus` default to the active backend's. Shared by the CLI (on stderr) and the Train page.
     """
     from capsnet import backend
 
@@ -168,10 +168,7 @@ def jax_cpu_note(precision: str, backend_name: str | None = None, gpus: list[str
         return None
     if precision == AUTO:
         precision = auto_for(on_gpu=False).precision
-    tensorflow = "TensorFlow (--backend tensorflow; for the app, KERAS_BACKEND=tensorflow)"
-    if precision == "mixed_bfloat16":
-        return ("note: Keras on JAX without a GPU: XLA's CPU code emulates bfloat16, so mixed_bfloat16 trains several "
-                f"times slower than float32 here; train in float32 (--precision float32), or on {tensorflow}, faster "
-                "on a CPU (README, \"JAX on a CPU\")")
-    return ("note: Keras on JAX without a GPU: XLA's CPU code trains this network slower than TensorFlow does; "
-            f"{tensorflow} is faster on a CPU (README, \"JAX on a CPU\")")
+    if precision != "mixed_bfloat16":
+        return None
+    return ("note: Keras on JAX without a GPU: XLA's CPU code trained mixed_bfloat16 at less than half float32's "
+            "rate; --precision float32 trains faster here (README, \"JAX on a CPU\")")

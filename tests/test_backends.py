@@ -222,24 +222,23 @@ def test_tensorflow_keeps_its_own_convolution_and_graph_step():
 
 
 def test_jax_cpu_note_names_the_faster_choices():
-    from capsnet.precision import jax_cpu_note
+    """Only bfloat16 on JAX without a GPU is worth a note: float32 there trains as fast as on TensorFlow."""
+    from capsnet.precision import auto_for, jax_cpu_note
 
     for precision in ("float32", "mixed_bfloat16", "auto"):
         assert jax_cpu_note(precision, "tensorflow", []) is None  # TensorFlow on a CPU is the fast path
         assert jax_cpu_note(precision, "jax", ["NVIDIA H200"]) is None  # XLA on a GPU is JAX's home
-    float32 = jax_cpu_note("float32", "jax", [])
-    assert "--backend tensorflow" in float32 and "--precision float32" not in float32
+    assert jax_cpu_note("float32", "jax", []) is None
     bfloat16 = jax_cpu_note("mixed_bfloat16", "jax", [])
-    assert "--precision float32" in bfloat16 and "--backend tensorflow" in bfloat16
-    from capsnet.precision import auto_for
-
+    assert "--precision float32" in bfloat16
     assert jax_cpu_note("auto", "jax", []) == (bfloat16 if auto_for(on_gpu=False).precision == "mixed_bfloat16"
-                                               else float32)
+                                               else None)
 
 
 def test_cli_training_on_jax_without_a_gpu_says_so(tmp_path):
-    """A real `python -m capsnet train --backend jax` (TensorFlow blocked, no GPU) puts the note on stderr before
-    it trains; the test stops it there (training on JAX itself: the tests above and the GPU-check rehearsal)."""
+    """A real `python -m capsnet train --backend jax --precision mixed_bfloat16` (TensorFlow blocked, no GPU) puts
+    the note on stderr before it trains; the test stops it there (training on JAX itself: the tests above and the
+    GPU-check rehearsal)."""
     blocker = tmp_path / "no-tensorflow" / "tensorflow"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('TensorFlow is not installed here')\n")
@@ -247,7 +246,7 @@ def test_cli_training_on_jax_without_a_gpu_says_so(tmp_path):
            "PYTHONPATH": os.pathsep.join([str(blocker.parent), str(REPO)])}
     env.pop("KERAS_BACKEND", None)
     trainer = subprocess.Popen([sys.executable, "-m", "capsnet", "train", "--backend", "jax", "--epochs", "1",
-                                "--precision", "float32", "--save_dir", str(tmp_path / "run")],
+                                "--precision", "mixed_bfloat16", "--save_dir", str(tmp_path / "run")],
                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seen = []
     try:
@@ -259,7 +258,7 @@ def test_cli_training_on_jax_without_a_gpu_says_so(tmp_path):
         trainer.kill()
         trainer.wait(timeout=60)
     assert seen and seen[-1].startswith("note: Keras on JAX without a GPU"), "".join(seen)[-3000:]
-    assert "--backend tensorflow" in seen[-1] and "--precision float32" not in seen[-1]  # float32 asked for
+    assert "--precision float32" in seen[-1]
 
 
 @pytest.mark.parametrize("backend_name", ["jax", "tensorflow"])
@@ -267,15 +266,17 @@ def test_train_page_notes_jax_without_a_gpu(backend_name, tmp_path, monkeypatch,
     from streamlit.testing.v1 import AppTest
 
     from capsnet import backend
+    from capsnet.explorer import state
     from capsnet.explorer.navigation import PAGES
 
     monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setattr(backend, "name", lambda: backend_name)  # the server's Keras backend, as the page asks it
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=90).run()
+    at.session_state[state.TRAIN_FORM + "precision"] = "mixed_bfloat16"  # float32 on JAX needs no note
     at.switch_page(PAGES["train"]).run()
     assert not at.exception, [e.value for e in at.exception]
     notes = [w.value for w in at.warning if "Keras on JAX without a GPU" in w.value]
     if backend_name == "jax":  # this machine has no GPU, so the form's device is the CPU
-        assert len(notes) == 1 and "--backend tensorflow" in notes[0]
+        assert len(notes) == 1 and "--precision float32" in notes[0]
     else:
         assert notes == []
