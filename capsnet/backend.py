@@ -113,4 +113,3 @@ def gpu_capabilities() -> list[tuple[int, int]]:
 
         return [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())]
     return []
-

@@ -229,7 +229,7 @@ def cmd_train(args) -> None:
         output_dir(save_dir)
     print(f"run directory: {save_dir}" + ("" if chief else " (written by the chief; this worker trains along)"),
           flush=True)
-    if note := jax_cpu_note(config.precision):  # Keras on JAX without a GPU: slower than it need be
+    if note := jax_cpu_note(config.precision):  # bfloat16 on JAX without a GPU: slower than float32
         print(note, file=sys.stderr, flush=True)
     net = train(config, save_dir, resume=args.resume, weights=args.weights, distribution=distribution)
     run = RunDir(save_dir)

@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         device = launch.cpu_device() if args.rehearse else gpus[0]
         params: dict[str, Any] = {"epochs": args.epochs, "batch_size": args.batch_size, "subset": args.subset}
         if args.rehearse:
-            # XLA's CPU code emulates bfloat16 at several times float32's cost (README, "JAX on a CPU"): the
+            # XLA's CPU code trains bfloat16 at less than half float32's rate (README, "JAX on a CPU"): the
             # rehearsal proves the path, and float32 keeps it within minutes on any CPU.
             params |= {"precision": "float32", "log_every": 5}
         root = scratch / "runs" if args.rehearse else scratch

@@ -30,8 +30,8 @@ from PIL import Image, ImageOps
 SIZE = 28  # the network's input
 BOX = 20  # MNIST's size normalisation: the longer side of the ink's bounding box
 IMAGE_TYPES = ("png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff")  # file extensions the uploaders accept
-MAX_UPLOAD_MB = 25  # a phone's photo is 2-12 MB; an image file larger than this is refused unread (the uploaders
-MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 2**20  # ...say so before sending it)
+MAX_UPLOAD_MB = 25  # a phone's photo is 2-12 MB; a larger image file is refused unread (the uploaders say so first)
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 2**20
 MAX_PIXELS = 50_000_000  # more pixels than a 48-megapixel phone camera: a decompression bomb, refused before decoding
 
 WORK_SIDE = 512  # uploads are decoded to this size, the digit found in it: a thin pen in a big photo is a pixel
