@@ -41,6 +41,15 @@ def no_shipped_models(tmp_path, monkeypatch) -> None:
         monkeypatch.setattr(catalog, shipped, tmp_path / "absent.keras")
 
 
+@pytest.fixture
+def app_env(monkeypatch, random_model, tmp_path) -> Path:
+    """The app on an untrained model, its runs and uploads in this test's own folder (AppTests)."""
+    monkeypatch.setenv("CAPSNET_WEIGHTS", str(random_model))
+    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def mnist():
     """The real MNIST, from whichever source the data layer finds (the PyPI mirror on a fresh machine)."""

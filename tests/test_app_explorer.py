@@ -34,14 +34,6 @@ def one_routing_model(tmp_path_factory):
     return save_model(build_capsnet(ModelConfig(routings=1)), tmp_path_factory.mktemp("models") / "r1.keras")
 
 
-@pytest.fixture
-def app_env(monkeypatch, random_model, tmp_path):
-    monkeypatch.setenv("CAPSNET_WEIGHTS", str(random_model))
-    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))
-    return tmp_path
-
-
 def open_app(page: str | None = None) -> AppTest:
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
     if page:

@@ -8,9 +8,8 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import REPO
 from PIL import Image, ImageDraw
-from streamlit.testing.v1 import AppTest
+from test_app_explorer import open_app
 
 from capsnet.explorer.navigation import PAGES
 from capsnet.preprocess import MAX_UPLOAD_BYTES, NoDigit, PreprocessError, UnreadableImage, from_canvas, from_upload
@@ -173,12 +172,8 @@ def test_exif_rotated_photo_is_turned_upright(digit):
     ("bomb.png", None, "too large"),
     ("blank.png", encode(Image.new("L", (60, 60), 255)), "No digit found in blank.png"),
 ], ids=["corrupt", "bomb", "blank"])
-def test_draw_page_says_what_is_wrong_with_an_upload(monkeypatch, random_model, tmp_path, name, content, expected):
-    monkeypatch.setenv("CAPSNET_WEIGHTS", str(random_model))
-    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=240).run()
-    at.switch_page(PAGES["draw"]).run()
+def test_draw_page_says_what_is_wrong_with_an_upload(app_env, name, content, expected):
+    at = open_app(PAGES["draw"])
     at.file_uploader[0].set_value((name, bomb_png() if content is None else content, "image/png")).run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error

@@ -7,9 +7,8 @@ import io
 
 import numpy as np
 import pytest
-from conftest import REPO
 from PIL import Image, ImageFilter
-from streamlit.testing.v1 import AppTest
+from test_app_explorer import open_app
 
 from capsnet.explorer.navigation import PAGES
 from capsnet.preprocess import (
@@ -220,12 +219,8 @@ def test_each_reading_explains_itself(digits):
 
 @pytest.mark.parametrize("kind,explained", [("marker", "Read as a clean scan"),
                                              ("lamp", "Read as a photo: lighting corrected")])
-def test_the_draw_page_says_how_it_read_an_upload(monkeypatch, random_model, tmp_path, digits, kind, explained):
-    monkeypatch.setenv("CAPSNET_WEIGHTS", str(random_model))
-    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=240).run()
-    at.switch_page(PAGES["draw"]).run()
+def test_the_draw_page_says_how_it_read_an_upload(app_env, digits, kind, explained):
+    at = open_app(PAGES["draw"])
     make = {**CLEAN_SCANS, **PHOTOS}[kind]
     at.file_uploader[0].set_value((f"{kind}.png", encode(make(digits[0][4])), "image/png")).run()
     assert not at.exception, [e.value for e in at.exception]
