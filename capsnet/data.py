@@ -69,6 +69,21 @@ def system_datasets_dir() -> Path:
     return Path(os.environ.get("CAPSNET_SYSTEM_DATASETS", "/usr/share/datasets"))
 
 
+def local_version(dataset: str) -> str:
+    """A fingerprint of what the local sources hold for `dataset` (file names, sizes, mtimes; no reading): it changes
+    when the dataset is fetched or replaced, so a long-running app keyed on it never serves an earlier copy."""
+    dataset = SOURCE_DATASET.get(dataset, dataset)
+    entries = []
+    for folder in (data_dir(), keras_cache_dir(), system_datasets_dir()):
+        for sub in dict.fromkeys((folder, folder / dataset, folder / dataset.replace("_", "-"))):
+            try:
+                files = [e for e in os.scandir(sub) if e.is_file()]
+            except OSError:  # missing or unreadable: nothing there for us
+                continue
+            entries += [f"{e.path}:{e.stat().st_size}:{e.stat().st_mtime_ns}" for e in files]
+    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
+
+
 # --- file formats -------------------------------------------------------------------------------------------------
 
 def read_idx(path: Path) -> np.ndarray:

@@ -15,6 +15,7 @@ import pytest
 from conftest import REPO
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+from train_support import write_tiny_mnist
 
 from capsnet.config import ModelConfig
 from capsnet.explorer import catalog, state
@@ -304,3 +305,18 @@ def test_each_uploader_states_the_limit_the_app_enforces(app_env):
     assert_clean(at)
     assert list(limits(at).values()) == [preprocess.MAX_UPLOAD_MB]
     assert preprocess.MAX_UPLOAD_MB < 200 and catalog.MAX_UPLOAD_MB < 200  # tighter than .streamlit/config.toml's
+
+
+def test_test_digits_fetched_while_the_app_runs_replace_the_sample(app_env, monkeypatch, mnist):
+    """Before MNIST is here the pages show the shipped sample; once it is fetched (`python -m capsnet data`) they
+    show it at the next rerun: the process-wide caches are keyed on what the data folders hold."""
+    for variable in ("CAPSNET_DATA", "KERAS_HOME", "CAPSNET_SYSTEM_DATASETS"):
+        monkeypatch.setenv(variable, str(app_env / "empty" / variable))
+    at = open_app(PAGES["reconstruct"])
+    assert_clean(at)
+    assert at.metric[0].label == "Test accuracy on 1,000 images" and "sample" in at.metric[0].help
+
+    write_tiny_mnist(mnist, app_env / "empty" / "CAPSNET_DATA", n_test=300)
+    at.run()
+    assert_clean(at)
+    assert at.metric[0].label == "Test accuracy on 300 images" and "data directory" in at.metric[0].help

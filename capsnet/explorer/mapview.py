@@ -12,6 +12,7 @@ import streamlit as st
 
 from capsnet import projection
 from capsnet.config import digits_per_image
+from capsnet.data import local_version
 from capsnet.explorer import catalog, picker, resources, state, views
 from capsnet.explorer.navigation import PAGES
 from capsnet.imaging import real_over_reconstruction, to_float
@@ -68,7 +69,7 @@ def model_digest(path: str, version: float) -> str:
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def capsule_space(path: str, version: float, size: int, cache_root: str) -> CapsuleSpace:
+def capsule_space(path: str, version: float, size: int, cache_root: str, data_version: str) -> CapsuleSpace:
     """The capsule space of the first `size` test images of the model at `path`, one per process; on disk under
     `cache_root` (or shipped). Its capsules, when they are needed at all, come from `resources.evaluate`."""
     net = resources.load_predictor(path, version).net
@@ -79,7 +80,7 @@ def capsule_space(path: str, version: float, size: int, cache_root: str) -> Caps
 
 
 def space_of(model: picker.ActiveModel, size: int) -> CapsuleSpace:
-    return capsule_space(*model.cache_key, size, str(projection.cache_root()))
+    return capsule_space(*model.cache_key, size, str(projection.cache_root()), local_version(model.dataset))
 
 
 def points_of(space: CapsuleSpace, method: str, kind: str) -> np.ndarray:

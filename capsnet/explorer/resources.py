@@ -15,6 +15,7 @@ import streamlit as st
 
 from capsnet import affine, launch, multimnist
 from capsnet.config import class_names, digits_per_image
+from capsnet.data import local_version
 from capsnet.evaluate import accuracy_report, class_scores, manipulation_grid, predict_all
 from capsnet.explorer import runtime
 from capsnet.explorer.explore import one_per_class
@@ -41,8 +42,14 @@ def load_predictor(path: str, version: float) -> Predictor:
     return predictor
 
 
-@st.cache_resource(show_spinner="Loading the test digits…")
 def test_digits(dataset: str = "mnist") -> TestDigits:
+    """The test set (or the shipped sample) as it is now: fetching the full set while the app runs replaces the
+    sample at the next rerun, without a restart."""
+    return _test_digits(dataset, local_version(dataset))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the test digits…")
+def _test_digits(dataset: str, data_version: str) -> TestDigits:
     return load_test_digits(dataset)
 
 
@@ -58,10 +65,14 @@ class Evaluation:
         return np.argmax(self.lengths, axis=1)
 
 
-@st.cache_resource(max_entries=6, show_spinner="Classifying the test digits…")
 def evaluate(path: str, version: float, count: int) -> Evaluation:
     """Batch predictions for the first `count` test images of the model's dataset (read-only arrays:
     cache_resource does not copy)."""
+    return _evaluate(path, version, count, local_version(load_predictor(path, version).net.config.dataset))
+
+
+@st.cache_resource(max_entries=6, show_spinner="Classifying the test digits…")
+def _evaluate(path: str, version: float, count: int, data_version: str) -> Evaluation:
     net = load_predictor(path, version).net
     digits = test_digits(net.config.dataset)
     lengths, reconstructions, capsules = predict_all(net, digits.images[:count])
@@ -81,10 +92,14 @@ def devices() -> list[launch.Device]:
     return launch.list_devices()
 
 
-@st.cache_data(max_entries=8, show_spinner="Reconstructing test digits from the latest checkpoint…")
 def run_reconstructions(path: str, version: float, dataset: str) -> tuple[np.ndarray, list[str]]:
     """One fixed test image of each class over its reconstruction by the model at `path` (a run's checkpoint),
     as a uint8 strip, and the names of the predicted classes."""
+    return _run_reconstructions(path, version, dataset, local_version(dataset))
+
+
+@st.cache_data(max_entries=8, show_spinner="Reconstructing test digits from the latest checkpoint…")
+def _run_reconstructions(path: str, version: float, dataset: str, data_version: str) -> tuple[np.ndarray, list[str]]:
     digits = test_digits(dataset)
     predictor = load_predictor(path, version)
     if digits_per_image(dataset) > 1:  # MultiMNIST: fixed test pairs over both digits' reconstructions, coloured
@@ -104,11 +119,15 @@ def run_reconstructions(path: str, version: float, dataset: str) -> tuple[np.nda
 SWEEP_DIGITS = affine.SWEEP_DIGITS  # a name tests can lower
 
 
-@st.cache_data(max_entries=8, show_spinner="Measuring accuracy under rotation, scale, shear and translation "
-                                            "(once per model: about a minute)…")
 def affine_sweeps(path: str, version: float, count: int) -> dict[str, dict]:
     """`capsnet.affine.accuracy_sweeps` of the model at `path` (a CapsNet or the baseline CNN) on the first `count`
     test images of its dataset."""
+    return _affine_sweeps(path, version, count, local_version(network(path, version).config.dataset))
+
+
+@st.cache_data(max_entries=8, show_spinner="Measuring accuracy under rotation, scale, shear and translation "
+                                            "(once per model: about a minute)…")
+def _affine_sweeps(path: str, version: float, count: int, data_version: str) -> dict[str, dict]:
     net = network(path, version)
     digits = test_digits(net.config.dataset)
     return affine.accuracy_sweeps(lambda batch: class_scores(net, to_uint8(batch)), digits.images[:count],
