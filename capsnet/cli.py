@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 COMMANDS = ("train", "test", "manipulate", "data", "bench")
 
@@ -51,11 +52,19 @@ def interval(low: float, high: float = math.inf, *, open_low: bool = False,
 
 
 positive_int = interval(1, integer=True)
-positive_float = interval(0, open_low=True)
-non_negative_float = interval(0)
-decay_factor = interval(0, 1, open_low=True)  # per epoch: 1 keeps the learning rate, more would raise it
-seed_number = interval(0, 2**32 - 1, integer=True)  # what NumPy takes (keras.utils.set_random_seed seeds NumPy)
-shift_fraction = interval(0, 0.5)  # beyond half the image size, a shift moves the digit out of it
+
+
+def argument_type(spec) -> Callable[[str], Any]:
+    """An argparse type for a training parameter (`capsnet.config.Param`): its refusal is argparse's one line."""
+
+    def parse(text: str) -> Any:
+        try:
+            return spec.parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = "value"  # how argparse names the type in "invalid value value: ..."
+    return parse
 
 
 def existing_file(text: str) -> str:
@@ -81,8 +90,7 @@ def digit_choice(text: str) -> str:
 
 def build_parser() -> Parser:
     from capsnet.backend import BACKENDS  # light: no Keras yet
-    from capsnet.config import DATASETS, NETWORKS, TrainConfig  # light: dataclasses only
-    from capsnet.precision import CHOICES as PRECISION_CHOICES  # light: no Keras until resolved
+    from capsnet.config import DATASETS, NETWORKS, PRECISION_CHOICES, TrainConfig, train_parameters  # light
 
     d = TrainConfig()
     parser = Parser(prog="python -m capsnet", description="CapsNet (Sabour et al. 2017) on MNIST and Fashion-MNIST.")
@@ -105,34 +113,29 @@ def build_parser() -> Parser:
                        help="capsule to manipulate: a class number 0-9, or all")
 
     train = commands.add_parser("train", help="train a CapsNet (the default command)")
-    train.add_argument("--epochs", type=positive_int, help=f"default {d.epochs}; with --resume, the run's own")
-    train.add_argument("--batch_size", type=positive_int, default=d.batch_size)
-    train.add_argument("--lr", type=positive_float, default=d.lr, help="initial learning rate")
-    train.add_argument("--lr_decay", type=decay_factor, default=d.lr_decay, help="lr multiplier per epoch")
-    train.add_argument("--lam_recon", type=non_negative_float, default=d.lam_recon,
-                       help="weight of the reconstruction loss")
-    train.add_argument("-r", "--routings", type=positive_int,
-                       help=f"routing iterations (default {d.model.routings}; with -t: the model's own)")
-    train.add_argument("--shift_fraction", type=shift_fraction, default=d.shift_fraction,
-                       help="max shift / image size (MultiMNIST shifts each digit by up to 4 pixels instead)")
-    train.add_argument("--debug", action="store_true", help="write TensorBoard logs into the run directory")
+    # The training parameters, from their one definition (capsnet.config.train_parameters). Three default to the
+    # run's or the model's own where that applies, so their flags default to "not given".
+    own = {"epochs": "with --resume, the run's own", "dataset": "with -t: the one the model was trained on",
+           "routings": "with -t: the model's own"}
+    for name, (spec, default) in train_parameters().items():
+        flags = ["-r", "--routings"] if name == "routings" else [f"--{name}"]
+        if spec.switch:
+            train.add_argument(*flags, action="store_true", help=spec.help)
+            continue
+        shown = default if default is not None else spec.unset
+        help = f"{spec.help}; {spec.describe()} (default {shown}" + (f"; {own[name]})" if name in own else ")")
+        metavar = "{" + ",".join(spec.choices) + "}" if spec.choices else name.upper()
+        train.add_argument(*flags, type=argument_type(spec), metavar=metavar, help=help.replace("%", "%%"),
+                           default=None if name in own else default)
     train.add_argument("--save_dir", help="run directory (default: <runs>/<timestamp>-r<routings>, where <runs> is "
                                           "$CAPSNET_RUNS_DIR or runs/)")
     train.add_argument("-t", "--testing", action="store_true", help="test the -w model instead of training")
     train.add_argument("--digit", type=digit_choice, default="5", help="with -t: capsule to manipulate")
     train.add_argument("-w", "--weights", type=existing_file,
                        help="model file to start training from; with -t the model to test")
-    train.add_argument("--dataset", choices=DATASETS,
-                       help=f"default {d.dataset}; with -t: the one the model was trained on")
-    train.add_argument("--subset", type=positive_int, help="train on the first N training images only")
     train.add_argument("--resume", action="store_true", help="continue --save_dir from its last checkpoint")
-    train.add_argument("--precision", default=d.precision, choices=PRECISION_CHOICES,
-                       help="auto (the default): mixed_bfloat16 where the GPU or CPU computes bfloat16 natively, "
-                            "else float32")
     train.add_argument("--model", default="capsnet", choices=NETWORKS,
                        help="capsnet, or cnn: the baseline CNN of capsnet/baseline.py, trained with the same recipe")
-    train.add_argument("--seed", type=seed_number, default=d.seed)
-    train.add_argument("--log_every", type=positive_int, default=d.log_every, help="steps between metrics records")
     train.add_argument("--gpus", type=positive_int, default=None,
                        help="GPUs to train on together: tf.distribute.MirroredStrategy on TensorFlow, "
                             "keras.distribution.DataParallel on JAX (default: one device)")
@@ -266,15 +269,13 @@ def output_dir(path: str | Path) -> Path:
 
 
 def new_config(args):
-    from capsnet.config import CNNConfig, ModelConfig, TrainConfig
+    """The TrainConfig of a new run: the flags given, TrainConfig's defaults for the rest."""
+    from capsnet.config import CNNConfig, ModelConfig, TrainConfig, train_parameters
 
-    return TrainConfig(
-        dataset=args.dataset or TrainConfig.dataset, epochs=args.epochs or TrainConfig.epochs,
-        batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
-        lam_recon=args.lam_recon, shift_fraction=args.shift_fraction, subset=args.subset,
-        precision=args.precision, seed=args.seed, debug=args.debug, log_every=args.log_every,
-        model=CNNConfig() if args.model == "cnn" else ModelConfig(routings=args.routings or ModelConfig.routings),
-    )
+    given = {name: getattr(args, name) for name in train_parameters()}
+    routings = given.pop("routings") or ModelConfig.routings
+    given |= {"dataset": args.dataset or TrainConfig.dataset, "epochs": args.epochs or TrainConfig.epochs}
+    return TrainConfig(**given, model=CNNConfig() if args.model == "cnn" else ModelConfig(routings=routings))
 
 
 def load_for_cli(args):

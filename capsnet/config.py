@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DATASETS = ("mnist", "fashion_mnist", "multimnist")
 # As people write them:
@@ -38,6 +40,72 @@ def digits_per_image(dataset: str) -> int:
     return DIGITS_PER_IMAGE.get(dataset, 1)
 # Compute precisions: mixed_bfloat16 runs convolutions and dense layers in bfloat16 (the capsule math stays float32).
 PRECISIONS = ("mixed_bfloat16", "float32")
+# "auto": mixed_bfloat16 where the hardware computes bfloat16 natively, else float32 (capsnet.precision decides).
+AUTO_PRECISION = "auto"
+PRECISION_CHOICES = (AUTO_PRECISION, *PRECISIONS)
+
+
+# --- training parameters ------------------------------------------------------------------------------------------
+# Each is defined once, on its dataclass field: the CLI's flags, the Train page's inputs and the launcher's check are
+# all made from `train_parameters()`, so none of them accepts a value another refuses.
+
+@dataclass(frozen=True)
+class Param:
+    """What one training parameter may be, and how it is explained."""
+
+    label: str  # as the Train page names it
+    help: str
+    low: float | None = None  # inclusive bounds of a number
+    high: float | None = None
+    integer: bool = False
+    choices: tuple[str, ...] = ()
+    unset: str = ""  # where None is allowed: what it means
+    step: float | None = None  # one click of the Train page's input
+
+    @property
+    def switch(self) -> bool:
+        """On or off (a bool), rather than a number or a choice."""
+        return self.low is None and not self.choices
+
+    def describe(self) -> str:
+        if self.switch:
+            return "true or false"
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        kind = "an integer" if self.integer else "a number"
+        span = f"of at least {self.low:.10g}" if self.high is None else f"in [{self.low:.10g}, {self.high:.10g}]"
+        return f"{kind} {span}"
+
+    def check(self, value: Any) -> Any:
+        """`value` if it is allowed, else ValueError saying what is (a NaN, a bool for a number and 1.5 for an
+        integer are refused)."""
+        if value is None and self.unset:
+            return value
+        if self.switch:
+            allowed = isinstance(value, bool)
+        elif self.choices:
+            allowed = value in self.choices
+        else:
+            allowed = (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+                       and (not self.integer or float(value).is_integer())
+                       and self.low <= value and (self.high is None or value <= self.high))
+        if not allowed:
+            raise ValueError(f"must be {self.describe()}, got {value!r}")
+        return int(value) if self.integer else value
+
+    def parse(self, text: str) -> Any:
+        """A command-line value, checked."""
+        if self.choices:
+            return self.check(text)
+        try:
+            return self.check(float(text))
+        except ValueError:
+            raise ValueError(f"must be {self.describe()}, got {text!r}") from None
+
+
+def parameter(default: Any, label: str, help: str, **limits: Any) -> Any:
+    """A dataclass field with its `Param`."""
+    return field(default=default, metadata={"param": Param(label, help, **limits)})
 
 
 @dataclass
@@ -51,7 +119,8 @@ class ModelConfig:
     primary_kernel: int = 9
     primary_strides: int = 2
     digit_dim: int = 16
-    routings: int = 3
+    routings: int = parameter(3, "Routings", "routing iterations between the primary and digit capsules",
+                              low=1, high=10, integer=True)
     decoder_units: tuple[int, ...] = (512, 1024)
     w_init_stddev: float = 0.05
     dataset: str = "mnist"  # what the classes are (CLASS_NAMES); set from TrainConfig.dataset by training
@@ -99,20 +168,31 @@ def network_config(values: dict) -> ModelConfig | CNNConfig:
 
 @dataclass
 class TrainConfig:
-    dataset: str = "mnist"
-    epochs: int = 50
-    batch_size: int = 100
-    lr: float = 0.001
-    lr_decay: float = 0.9  # learning rate multiplied by this after every epoch
+    dataset: str = parameter("mnist", "Dataset", "what to train on", choices=DATASETS)
+    epochs: int = parameter(50, "Epochs", "passes over the training set", low=1, high=1000, integer=True)
+    batch_size: int = parameter(100, "Batch size", "images per training step (split across GPUs)", low=1,
+                                high=8192, integer=True)
+    lr: float = parameter(0.001, "Learning rate", "Adam's initial learning rate", low=1e-6, high=1.0, step=1e-4)
+    lr_decay: float = parameter(0.9, "LR decay per epoch", "the learning rate is multiplied by this after every "
+                                "epoch (1 keeps it)", low=0.01, high=1.0, step=0.01)
     # 0.0005 * 784: the paper's SSE weight expressed for the MSE of one 28x28 image (larger images and several
     # digits scale it by their pixel count, capsnet.losses.reconstruction_weight, so it stays 0.0005 * SSE).
-    lam_recon: float = 0.392
-    shift_fraction: float = 0.1  # random shifts of up to int(0.1 * 28) = 2 pixels
-    subset: int | None = None  # first N training images only, for quick runs
-    precision: str = "auto"  # "auto" (mixed_bfloat16 where the hardware computes bfloat16 natively) or a PRECISION
-    seed: int = 0
-    log_every: int = 20  # steps between metrics.jsonl records
-    debug: bool = False  # TensorBoard logs
+    lam_recon: float = parameter(0.392, "lam_recon", "weight of the reconstruction loss (0.392 = the paper's "
+                                 "0.0005 × 784)", low=0.0, high=100.0, step=0.001)
+    shift_fraction: float = parameter(0.1, "Shift fraction", "random shifts of up to this fraction of the image "
+                                      "size (0.1 = 2 pixels; MultiMNIST shifts each digit by up to 4 pixels instead)",
+                                      low=0.0, high=0.5, step=0.01)
+    subset: int | None = parameter(None, "Subset", "train on the first N training images only: quick trials",
+                                   low=1, integer=True, unset="all training images", step=100)
+    precision: str = parameter(AUTO_PRECISION, "Precision", "auto: mixed bfloat16 where the device computes "
+                               "bfloat16 natively (GPUs of compute capability 8.0+, CPUs with AVX512_BF16, AMX or "
+                               "arm64 BF16), float32 elsewhere, where bfloat16 is emulated and slow",
+                               choices=PRECISION_CHOICES)
+    seed: int = parameter(0, "Seed", "seeds Python, NumPy and the backend (NumPy takes up to 2**32 - 1)", low=0,
+                          high=2**32 - 1, integer=True)
+    log_every: int = parameter(20, "Log every N steps", "steps between metrics.jsonl records", low=1,
+                               high=100_000, integer=True)
+    debug: bool = parameter(False, "Write TensorBoard logs", "TensorBoard logs in the run directory")
     model: ModelConfig | CNNConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -131,3 +211,26 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def train_parameters() -> dict[str, tuple[Param, Any]]:
+    """Every parameter `python -m capsnet train` takes from TrainConfig, with its default: TrainConfig's fields and
+    the model's routing iterations (the flag `--routings`), in the order the CLI lists them."""
+    routings = next(f for f in dataclasses.fields(ModelConfig) if f.name == "routings")
+    fields = [*dataclasses.fields(TrainConfig), routings]
+    return {f.name: (f.metadata["param"], f.default) for f in fields if "param" in f.metadata}
+
+
+def check_train_parameters(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` checked against their `Param`s (ValueError naming the first bad one, as its flag)."""
+    parameters = train_parameters()
+    unknown = set(values) - set(parameters)
+    if unknown:
+        raise ValueError(f"unknown training parameters {sorted(unknown)}")
+    checked = {}
+    for name, value in values.items():
+        try:
+            checked[name] = parameters[name][0].check(value)
+        except ValueError as error:
+            raise ValueError(f"--{name}: {error}") from None
+    return checked

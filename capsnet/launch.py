@@ -11,7 +11,6 @@ Policy: one run per device. Launching or resuming on a device that an active run
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -24,18 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from capsnet.config import TrainConfig
+from capsnet.config import check_train_parameters, train_parameters
 from capsnet.rundir import ACTIVE_STATES, REPO, RunDir, list_runs, new_run_name, runs_root, validate_run_name
 
 CPU = "cpu"
 
 
 def train_defaults() -> dict[str, Any]:
-    """Every hyperparameter of `python -m capsnet train` with its default: TrainConfig's fields, with the model's
-    routing iterations flattened into `routings` as the CLI's flag has it."""
-    defaults = dataclasses.asdict(TrainConfig())
-    defaults["routings"] = defaults.pop("model")["routings"]
-    return defaults
+    """Every hyperparameter of `python -m capsnet train` with its default (`capsnet.config.train_parameters`)."""
+    return {name: default for name, (_, default) in train_parameters().items()}
 
 
 class LaunchError(Exception):
@@ -127,29 +123,22 @@ def check_free(devices: list[str], root: Path, exclude: RunDir | None = None) ->
 # --- launch ---------------------------------------------------------------------------------------------------
 
 def train_args(params: dict[str, Any]) -> list[str]:
-    """CLI flags for the hyperparameters in `params` (keys of `train_defaults()`); unknown keys are a bug."""
-    defaults = train_defaults()
-    unknown = set(params) - set(defaults)
-    if unknown:
-        raise ValueError(f"unknown training parameters {sorted(unknown)}")
+    """CLI flags for the hyperparameters in `params` (keys of `train_defaults()`), checked as the CLI checks them:
+    a value it would refuse (a NaN learning rate, a negative subset) raises `LaunchError` with its message, before
+    anything is created."""
+    try:
+        checked = check_train_parameters(params)
+    except ValueError as error:
+        if str(error).startswith("unknown training parameters"):
+            raise  # a bug in the caller, not the user's input
+        raise LaunchError(str(error)) from None
     args = []
-    for key, value in {**defaults, **params}.items():
+    for key, value in {**train_defaults(), **checked}.items():
         if key == "debug":
             args += ["--debug"] if value else []
         elif value is not None:
             args += [f"--{key}", str(value)]
     return args
-
-
-def check_train_args(args: list[str]) -> None:
-    """Judge the flags with the CLI's own parser before anything is created: a value it would refuse (a NaN
-    learning rate, a negative subset) is refused here with its message, not started as a run that fails."""
-    from capsnet.cli import UserError, build_parser  # light: argparse and dataclasses
-
-    try:
-        build_parser().parse_args(["train", *args])
-    except UserError as error:
-        raise LaunchError(str(error).removesuffix(" (see --help)")) from None
 
 
 def start_process(run: RunDir, argv: list[str], devices: list[str]) -> None:
@@ -187,7 +176,6 @@ def launch(params: dict[str, Any], label: str = "", devices: list[str] | None = 
     if CPU in devices and len(devices) > 1:
         raise LaunchError("a run trains on the CPU or on GPUs, not both")
     flags = train_args(params)
-    check_train_args(flags)
     check_free(devices, root)
     name = validate_run_name(name) if name else new_run_name(label)  # one folder inside root, whatever the label
     run = RunDir(root / name)

@@ -20,10 +20,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from capsnet.config import AUTO_PRECISION as AUTO
+from capsnet.config import PRECISION_CHOICES as CHOICES  # what --precision, TrainConfig and the Train page accept
 from capsnet.config import PRECISIONS
 
-AUTO = "auto"
-CHOICES = (AUTO, *PRECISIONS)  # what --precision, TrainConfig and the Train page accept
 X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo names
 ARM_BF16_FLAGS = ("bf16",)  # /proc/cpuinfo "Features" on Linux; FEAT_BF16 on macOS
 FIRST_BF16_GPU = (8, 0)  # compute capability of the first NVIDIA GPUs with bfloat16 tensor cores (A100)

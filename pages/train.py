@@ -12,11 +12,10 @@ enter_page("Train", "🏋️")
 
 # Before anything is drawn: the fragment below reruns alone, and importing lazily inside it raced with other reruns.
 from capsnet import launch
-from capsnet.config import DATASETS
 from capsnet.data import DataUnavailable
 from capsnet.explorer import catalog, dashboard, picker, resources, state
+from capsnet.explorer.trainform import parameter_input
 from capsnet.inference import ModelLoadError
-from capsnet.precision import CHOICES as PRECISION_CHOICES
 from capsnet.precision import jax_cpu_note
 from capsnet.rundir import ACTIVE_STATES, RunDir, list_runs, runs_root
 
@@ -53,48 +52,21 @@ def launch_form(root) -> None:
         label = c[0].text_input("Label", f"r{d['routings']}", max_chars=40, key=state.TRAIN_FORM + "label",
                                 help="The run is named `<timestamp>-<label>` under the runs folder; the label keeps "
                                      "letters, digits, `-` and `_` (anything else becomes `-`).")
-        params = {
-            "dataset": c[1].selectbox("Dataset", DATASETS, index=DATASETS.index(d["dataset"]),
-                                      key=state.TRAIN_FORM + "dataset"),
-            "epochs": c[2].number_input("Epochs", 1, 1000, d["epochs"], key=state.TRAIN_FORM + "epochs"),
-            "batch_size": c[3].number_input("Batch size", 1, 4096, d["batch_size"],
-                                            key=state.TRAIN_FORM + "batch_size"),
-            "subset": c[4].number_input("Subset (0 = all images)", 0, 60000, d["subset"] or 0, step=100,
-                                        key=state.TRAIN_FORM + "subset",
-                                        help="Train on the first N training images only: quick trials."),
-        }
+        params = {name: parameter_input(column, name)
+                  for name, column in zip(("dataset", "epochs", "batch_size", "subset"), c[1:], strict=True)}
         c = st.columns(5)
-        params |= {
-            "lr": c[0].number_input("Learning rate", 1e-6, 1.0, d["lr"], format="%.5f", key=state.TRAIN_FORM + "lr"),
-            "lr_decay": c[1].number_input("LR decay per epoch", 0.01, 1.0, d["lr_decay"],
-                                          key=state.TRAIN_FORM + "lr_decay"),
-            "lam_recon": c[2].number_input("lam_recon", 0.0, 100.0, d["lam_recon"], format="%.3f",
-                                           key=state.TRAIN_FORM + "lam_recon",
-                                           help="Weight of the reconstruction loss (0.392 = the paper's 0.0005 × "
-                                                "784)."),
-            "routings": c[3].number_input("Routings", 1, 10, d["routings"], key=state.TRAIN_FORM + "routings"),
-            "shift_fraction": c[4].number_input("Shift fraction", 0.0, 0.5, d["shift_fraction"],
-                                                key=state.TRAIN_FORM + "shift_fraction",
-                                                help="Random shifts of up to this fraction of the image size (0.1 = "
-                                                     "2 pixels)."),
-        }
+        params |= {name: parameter_input(column, name)
+                   for name, column in zip(("lr", "lr_decay", "lam_recon", "routings", "shift_fraction"), c,
+                                           strict=True)}
         c = st.columns(5)
         device = c[0].selectbox("Device", available, format_func=lambda dev: dev.label, key=state.TRAIN_FORM + "device")
         gpu_count = c[1].number_input("GPUs to use", 1, max(gpus_seen, 1), 1, key=state.TRAIN_FORM + "gpus",
                                       disabled=gpus_seen < 2,
                                       help="Several GPUs train together (MirroredStrategy, `--gpus N`), "
                                            "starting at the chosen one.")
-        params |= {
-            "precision": c[2].selectbox("Precision", PRECISION_CHOICES, index=PRECISION_CHOICES.index(d["precision"]),
-                                        key=state.TRAIN_FORM + "precision",
-                                        help="auto: mixed bfloat16 where the device computes bfloat16 natively "
-                                             "(GPUs of compute capability 8.0+, CPUs with AVX512_BF16, AMX or "
-                                             "arm64 BF16), float32 elsewhere, where bfloat16 is emulated and slow."),
-            "log_every": c[3].number_input("Log every N steps", 1, 10000, d["log_every"],
-                                           key=state.TRAIN_FORM + "log_every"),
-            "seed": c[4].number_input("Seed", 0, 2**31 - 1, d["seed"], key=state.TRAIN_FORM + "seed"),
-            "debug": st.checkbox("Write TensorBoard logs", d["debug"], key=state.TRAIN_FORM + "debug"),
-        }
+        params |= {name: parameter_input(column, name)
+                   for name, column in zip(("precision", "log_every", "seed"), c[2:], strict=True)}
+        params["debug"] = parameter_input(st, "debug")
         st.caption(f"Precision on {device.label}: {resources.auto_precision(device.key != launch.CPU)}.")
         if note := jax_cpu_note(params["precision"], gpus=[] if device.key == launch.CPU else [device.name]):
             st.warning(note.removeprefix("note: "))
@@ -110,7 +82,6 @@ def launch_form(root) -> None:
             flash("error", f"{gpu_count} GPUs from {device.key.upper()} on: only {gpus_seen} GPU(s) exist")
             return
         chosen = [f"gpu:{i}" for i in range(first, first + gpu_count)]
-    params["subset"] = params["subset"] or None
     try:
         run = launch.launch(params, label=label, devices=chosen, root=root)
     except (launch.LaunchError, ValueError, OSError) as error:

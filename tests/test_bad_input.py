@@ -2,7 +2,9 @@
 CLI: one `error:` line and exit status 2; the app: an error element, never an exception), and nothing is written
 outside the runs and upload folders. Images have their own tests (tests/test_preprocess.py)."""
 
+import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from conftest import REPO
 from streamlit.testing.v1 import AppTest
 
 from capsnet import cli, launch
+from capsnet.config import TrainConfig, train_parameters
 from capsnet.explorer import catalog, state
 from capsnet.explorer.navigation import PAGES
 from capsnet.rundir import RUN_NAME, RunDir, list_runs, new_run_name, validate_run_name
@@ -42,18 +45,18 @@ def tree(folder: Path) -> set[Path]:
 # --- CLI flags ----------------------------------------------------------------------------------------------------
 
 BAD_FLAGS = [
-    (["train", "--epochs", "0"], "--epochs: must be an integer of at least 1"),
+    (["train", "--epochs", "0"], "--epochs: must be an integer in [1, 1000]"),
     (["train", "--epochs", "-3"], "--epochs"),
     (["train", "--epochs", "2.5"], "--epochs: must be an integer"),
     (["train", "--batch_size", "0"], "--batch_size"),
-    (["train", "--lr", "0"], "--lr: must be a number greater than 0"),
+    (["train", "--lr", "0"], "--lr: must be a number in [1e-06, 1]"),
     (["train", "--lr=-0.001"], "--lr"),
     (["train", "--lr", "nan"], "--lr"),
     (["train", "--lr", "inf"], "--lr"),
     (["train", "--lr", "fast"], "--lr"),
-    (["train", "--lr_decay", "0"], "--lr_decay: must be a number in (0, 1]"),
+    (["train", "--lr_decay", "0"], "--lr_decay: must be a number in [0.01, 1]"),
     (["train", "--lr_decay", "1.5"], "--lr_decay"),
-    (["train", "--lam_recon=-0.1"], "--lam_recon: must be a number of at least 0"),
+    (["train", "--lam_recon=-0.1"], "--lam_recon: must be a number in [0, 100]"),
     (["train", "--lam_recon", "nan"], "--lam_recon"),
     (["train", "--shift_fraction=-0.1"], "--shift_fraction: must be a number in [0, 0.5]"),
     (["train", "--shift_fraction", "0.6"], "--shift_fraction"),
@@ -63,8 +66,8 @@ BAD_FLAGS = [
     (["train", "--seed=-1"], "--seed: must be an integer in [0, 4294967295]"),
     (["train", "--seed", str(2**32)], "--seed"),
     (["train", "--gpus", "0"], "--gpus"),
-    (["train", "--dataset", "cifar10"], "--dataset: invalid choice"),
-    (["train", "--precision", "fp8"], "--precision: invalid choice"),
+    (["train", "--dataset", "cifar10"], "--dataset: must be one of mnist, fashion_mnist, multimnist"),
+    (["train", "--precision", "fp8"], "--precision: must be one of auto, mixed_bfloat16, float32"),
     (["train", "--strategy", "parameter_server"], "--strategy: invalid choice"),
     (["train", "-w", "no-such-model.keras"], "file not found"),
     (["test", "--routings", "-1"], "--routings"),
@@ -134,19 +137,53 @@ def train_page(tmp_path, monkeypatch) -> AppTest:
     return at
 
 
-def test_the_launch_forms_bounds_are_values_the_cli_accepts(train_page):
-    """The Train page's number inputs and the CLI's flag types agree: the page cannot launch a run that the trainer
-    would refuse."""
-    at = train_page
-    inputs = {w.key.removeprefix(state.TRAIN_FORM): w for w in at.number_input if w.key.startswith(state.TRAIN_FORM)}
-    inputs.pop("gpus")  # how many devices, not a training flag
-    assert set(inputs) == {"epochs", "batch_size", "subset", "lr", "lr_decay", "lam_recon", "routings",
-                           "shift_fraction", "log_every", "seed"}
-    for key, widget in inputs.items():
-        for bound in (widget.proto.min, widget.proto.max):
-            value = int(bound) if isinstance(widget.value, int) else bound
-            # subset 0 on the page means all images: no flag
-            launch.check_train_args(launch.train_args({key: value or None if key == "subset" else value}))
+def out_of_range(spec) -> list:
+    """Values just outside a parameter's range, and the kinds of value no number parameter takes."""
+    if spec.switch:
+        return []
+    if spec.choices:
+        return ["", spec.choices[0].upper(), "float16"]
+    outside = [spec.low - (1 if spec.integer else spec.low * 1e-3 or 1e-9), math.nan, math.inf]
+    outside += [spec.high + (1 if spec.integer else spec.high * 1e-3)] if spec.high is not None else []
+    return outside + ([spec.low + 0.5] if spec.integer else [])
+
+
+def test_every_training_parameter_walks_the_cli_the_page_and_the_launcher_alike(train_page):
+    """The field walk: each training parameter (one definition, `capsnet.config.train_parameters`) has the same
+    default, the same bounds and the same refusal in the CLI, on the Train page and in the launcher."""
+    parameters = train_parameters()
+    assert set(parameters) == set(dataclasses.asdict(TrainConfig())) - {"model"} | {"routings"}
+    cli_defaults = cli.new_config(cli.build_parser().parse_args(["train"]))
+    form = {w.key.removeprefix(state.TRAIN_FORM): w for w in [*train_page.number_input, *train_page.selectbox,
+                                                               *train_page.checkbox]
+            if w.key.startswith(state.TRAIN_FORM)}
+    for name, (spec, default) in parameters.items():
+        # the same default
+        assert (cli_defaults.model if name == "routings" else cli_defaults).__dict__[name] == default, name
+        widget = form[name]
+        assert widget.value == (0 if default is None else default), name  # subset: 0 = all images
+        # the same bounds, accepted by all three
+        if spec.choices:
+            assert list(widget.options) == list(spec.choices), name
+            edges = list(spec.choices)
+        elif not spec.switch:
+            page_low = 0 if spec.unset else spec.low
+            assert (widget.proto.min, widget.proto.has_max and widget.proto.max or None) == (page_low, spec.high), name
+            edges = [spec.low, *([spec.high] if spec.high is not None else [])]
+        else:
+            edges = [True, False]
+        for value in edges:
+            flags = launch.train_args({name: value})
+            assert cli.build_parser().parse_args(["train", *flags])  # what the launcher passes, the CLI takes
+        # the same refusal, in the same words
+        for value in out_of_range(spec):
+            with pytest.raises(launch.LaunchError) as refused:
+                launch.train_args({name: value})
+            flag = "--routings" if name == "routings" else f"--{name}"
+            with pytest.raises(cli.UserError) as cli_refused:
+                cli.build_parser().parse_args(["train", f"{flag}={value}"])
+            reason = str(refused.value).removeprefix(f"{flag}: ").split(", got")[0]
+            assert reason.startswith("must be ") and reason in str(cli_refused.value), (name, value)
 
 
 # --- run names ----------------------------------------------------------------------------------------------------

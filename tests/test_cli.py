@@ -100,7 +100,7 @@ def test_data_command_reports_its_source():
 
 @pytest.mark.parametrize("args, fragment", [
     (["train", "--epochs", "zero"], "--epochs"),
-    (["train", "--routings", "0"], "at least 1"),
+    (["train", "--routings", "0"], "an integer in [1, 10]"),
     (["manipulate", "--digit", "12"], "--digit"),
     (["frobnicate"], "unrecognized"),
 ])
