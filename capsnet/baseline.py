@@ -14,40 +14,25 @@ Robustness page compare with CapsNet's capsule lengths.
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 from keras import layers
 
 from capsnet.config import CNNConfig
-from capsnet.precision import dtype_policy
+from capsnet.network import Network
 
 
 @keras.saving.register_keras_serializable(package="capsnet")
-class BaselineCNN(keras.Model):
+class BaselineCNN(Network):
     """Two views of the same layers: `train` (image -> class probabilities, dropout active in training) and `eval`,
     the same network, called by `BaselineCNN` itself."""
 
-    def __init__(self, config: CNNConfig | dict | None = None, precision: str = "float32", **kwargs):
-        super().__init__(**kwargs)
-        config = CNNConfig.from_dict(config) if isinstance(config, dict) else config or CNNConfig()
-        self.model_config = config
-        with dtype_policy(precision):
-            self.train = self.eval = _build(config)
-        self.built = True
+    config_class = CNNConfig
 
-    @property
-    def config(self) -> CNNConfig:
-        return self.model_config
-
-    def call(self, images, training=False):
-        return self.eval(images, training=training)
-
-    def get_config(self) -> dict:
-        return {"name": self.name, "config": dataclasses.asdict(self.model_config)}
+    def build_views(self, config: CNNConfig) -> None:
+        self.train = self.eval = _build(config)
 
     @staticmethod
-    def training_example(images, one_hot):
+    def training_example(images, one_hot) -> tuple:
         """The training view's (inputs, targets) for a batch: images in, one-hot classes out."""
         return images, one_hot
 

@@ -19,7 +19,7 @@ from capsnet.config import ModelConfig
 from capsnet.imaging import to_float
 from capsnet.inference import Predictor
 from capsnet.losses import compile_for_training
-from capsnet.model import build_capsnet
+from capsnet.model import CapsNet
 from capsnet.precision import AUTO, resolve
 
 
@@ -42,7 +42,7 @@ def random_batch(batch_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def training_step(precision: str, batch_size: int = 100, config: ModelConfig | None = None) -> Callable[[], object]:
     """One full training step of ours (forward, backward, Adam update) on a fixed random batch."""
-    net = build_capsnet(config, precision)
+    net = CapsNet(config, precision)
     compile_for_training(net.train, 1e-3, 0.392)
     x, y = random_batch(batch_size)
     return lambda: net.train.train_on_batch([x, y], {"length": y, "reconstruction": x})
@@ -73,7 +73,7 @@ def interleaved_throughput(steps: dict[str, Callable[[], object]], batch_size: i
 
 def inference_latency(precision: str = "float32", repeats: int = 200) -> dict[str, float]:
     """Median milliseconds of one classify+reconstruct and one decode, with and without XLA."""
-    net = build_capsnet(precision=precision)
+    net = CapsNet(precision=precision)
     image = np.random.default_rng(0).random((28, 28), dtype=np.float32)
     results = {}
     for jit, suffix in ((True, ""), (False, "_without_xla")):
@@ -161,7 +161,7 @@ def initialisation_check(steps: int = 60, batch_size: int = 100) -> dict:
     results = {}
     for name in ("normal_0.05", "glorot_uniform"):
         keras.utils.set_random_seed(0)
-        net = build_capsnet(precision=resolve(AUTO).precision)
+        net = CapsNet(precision=resolve(AUTO).precision)
         if name == "glorot_uniform":
             weights = net.eval.get_layer("digit_capsules").W
             weights.assign(keras.initializers.GlorotUniform(seed=0)(weights.shape))

@@ -19,7 +19,6 @@ Saved with `net.save("model.keras")`, a file holds the `ModelConfig` (its `get_c
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import keras
@@ -28,8 +27,7 @@ from keras import layers
 from capsnet.baseline import BaselineCNN
 from capsnet.config import CNNConfig, ModelConfig, digits_per_image
 from capsnet.layers import DigitCapsule, Length, Mask, PrimaryCapsule
-from capsnet.pipeline import capsnet_example
-from capsnet.precision import dtype_policy
+from capsnet.network import Network
 
 
 def build_decoder(config: ModelConfig) -> keras.Sequential:
@@ -49,28 +47,19 @@ def build_decoder(config: ModelConfig) -> keras.Sequential:
 
 
 @keras.saving.register_keras_serializable(package="capsnet")
-class CapsNet(keras.Model):
+class CapsNet(Network):
     """The network of the paper's figures 1 and 2, built from a `ModelConfig` in `precision`."""
 
-    def __init__(self, config: ModelConfig | dict | None = None, precision: str = "float32", **kwargs):
-        super().__init__(**kwargs)
-        config = ModelConfig.from_dict(config) if isinstance(config, dict) else config or ModelConfig()
-        self.model_config = config
-        with dtype_policy(precision):
-            self.train, self.eval, self.decoder, self.routing = _build_views(config)
-        self.built = True  # its views are built Functional models
+    config_class = ModelConfig
 
-    @property
-    def config(self) -> ModelConfig:
-        return self.model_config
+    def build_views(self, config: ModelConfig) -> None:
+        self.train, self.eval, self.decoder, self.routing = _build_views(config)
 
-    def call(self, images, training=False):
-        return self.eval(images, training=training)
-
-    def get_config(self) -> dict:
-        return {"name": self.name, "config": dataclasses.asdict(self.model_config)}
-
-    training_example = staticmethod(capsnet_example)  # how the training view takes a batch (capsnet.pipeline)
+    @staticmethod
+    def training_example(images, one_hot) -> tuple:
+        """The training view reads the label too (its decoder sees the true class); both outputs have targets: the
+        margin loss reads the label, the reconstruction loss the (shifted) image itself."""
+        return (images, one_hot), {"length": one_hot, "reconstruction": images}
 
     # A bare `.weights.h5` holds the eval view's weights (it has every weighted layer and no optimizer), as files of
     # this project always have; a `.keras` file goes through Keras' own saving instead and needs neither method.
@@ -79,10 +68,6 @@ class CapsNet(keras.Model):
 
     def save_weights(self, filepath: str | Path, *args, **kwargs) -> None:
         self.eval.save_weights(str(filepath), *args, **kwargs)
-
-
-def build_capsnet(config: ModelConfig | None = None, precision: str = "float32") -> CapsNet:
-    return CapsNet(config, precision)
 
 
 def build_network(config: ModelConfig | CNNConfig, precision: str = "float32") -> keras.Model:

@@ -19,11 +19,6 @@ from capsnet.imaging import to_float
 Example = Callable[[np.ndarray, np.ndarray], tuple]  # (images [b, 28, 28, 1], one-hot [b, classes]) -> (x, y)
 
 
-def capsnet_example(images: np.ndarray, one_hot: np.ndarray) -> tuple:
-    """A CapsNet's training view reads the label too (its decoder sees the true class); both outputs have targets."""
-    return (images, one_hot), {"length": one_hot, "reconstruction": images}
-
-
 def random_shifts(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
     """Each image [h, w] of the batch moved by its own whole-pixel offset in [-max_shift, max_shift] on each axis;
     what moves in is zero (black). One vectorised gather: a window of every padded image."""
@@ -36,9 +31,9 @@ def random_shifts(images: np.ndarray, max_shift: int, rng: np.random.Generator) 
     return windows[np.arange(n), dy, dx]
 
 
-def model_inputs(images: np.ndarray, labels: np.ndarray, num_classes: int, example: Example = capsnet_example):
-    """uint8 [b, 28, 28] + int labels -> the training view's (inputs, targets), by default a CapsNet's:
-    ((image, one-hot), {"length": one-hot, "reconstruction": image})."""
+def model_inputs(images: np.ndarray, labels: np.ndarray, num_classes: int, example: Example):
+    """uint8 [b, h, w] + int labels -> the training view's (inputs, targets), as the network's `training_example`
+    arranges them."""
     return example(to_float(images)[..., None], np.eye(num_classes, dtype=np.float32)[labels])
 
 
@@ -52,7 +47,7 @@ class TrainingBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, shift_fraction: float, seed: int,
-                 first_epoch: int = 0, num_classes: int = 10, example: Example = capsnet_example):
+                 first_epoch: int = 0, num_classes: int = 10, *, example: Example):
         super().__init__()
         if len(images) == 0:
             raise ValueError("no training images")

@@ -26,10 +26,10 @@ def random_model(tmp_path_factory) -> Path:
     """An untrained network as a `.keras` model file: enough to exercise every code path that needs a model."""
     import keras
 
-    from capsnet.model import build_capsnet, save_model
+    from capsnet.model import CapsNet, save_model
 
     keras.utils.set_random_seed(1)
-    return save_model(build_capsnet(), tmp_path_factory.mktemp("models") / "random.keras")
+    return save_model(CapsNet(), tmp_path_factory.mktemp("models") / "random.keras")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from capsnet.config import ModelConfig
 from capsnet.explorer import attacking, state
 from capsnet.explorer.navigation import PAGES
 from capsnet.inference import BASELINE_CARD, BASELINE_MODEL, FASHION_CARD, PRETRAINED_CARD
-from capsnet.model import build_capsnet, save_model
+from capsnet.model import CapsNet, save_model
 from capsnet.sample import load_test_digits
 
 ATTACK = PAGES["attack"]
@@ -177,7 +177,7 @@ def test_the_baseline_cnn_is_attacked_without_detection(monkeypatch, tmp_path):
 def test_a_multimnist_model_is_told_what_the_page_does(monkeypatch, tmp_path):
     config = ModelConfig(input_shape=(36, 36, 1), dataset="multimnist", conv_filters=16, primary_channels=4,
                          decoder_units=(32, 64))
-    monkeypatch.setenv("CAPSNET_WEIGHTS", str(save_model(build_capsnet(config), tmp_path / "multi.keras")))
+    monkeypatch.setenv("CAPSNET_WEIGHTS", str(save_model(CapsNet(config), tmp_path / "multi.keras")))
     monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
     at = open_app(ATTACK)
     assert_clean(at)

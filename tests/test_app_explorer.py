@@ -21,7 +21,7 @@ from capsnet.config import ModelConfig
 from capsnet.explorer import catalog, state
 from capsnet.explorer.navigation import PAGES
 from capsnet.inference import load_capsnet
-from capsnet.model import build_capsnet, save_model
+from capsnet.model import CapsNet, save_model
 from capsnet.rundir import RunDir
 from capsnet.sample import load_sample
 
@@ -32,7 +32,7 @@ EXPLORER_PAGES = [PAGES["draw"], PAGES["routing"], PAGES["robustness"], PAGES["r
 @pytest.fixture(scope="module")
 def one_routing_model(tmp_path_factory):
     """A model file whose architecture differs from the default: 1 routing iteration."""
-    return save_model(build_capsnet(ModelConfig(routings=1)), tmp_path_factory.mktemp("models") / "r1.keras")
+    return save_model(CapsNet(ModelConfig(routings=1)), tmp_path_factory.mktemp("models") / "r1.keras")
 
 
 def open_app(page: str | None = None) -> AppTest:

@@ -19,7 +19,7 @@ from capsnet import projection
 from capsnet.config import ModelConfig
 from capsnet.explorer import mapview, state
 from capsnet.explorer.navigation import PAGES
-from capsnet.model import build_capsnet, save_model
+from capsnet.model import CapsNet, save_model
 from capsnet.sample import load_test_digits
 
 SMALL = 150
@@ -206,7 +206,7 @@ def test_models_the_map_cannot_show_say_what_it_can_do(map_env, monkeypatch):
     assert "baseline CNN" in at.info[0].value and "no capsule space" in at.info[0].value
     assert not at.get("plotly_chart")
 
-    pairs = save_model(build_capsnet(ModelConfig(input_shape=(36, 36, 1), dataset="multimnist")),
+    pairs = save_model(CapsNet(ModelConfig(input_shape=(36, 36, 1), dataset="multimnist")),
                        map_env / "multimnist.keras")
     monkeypatch.setenv("CAPSNET_WEIGHTS", str(pairs))
     at = open_map()

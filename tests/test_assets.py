@@ -17,7 +17,7 @@ from capsnet.inference import (
     load_capsnet,
     load_network,
 )
-from capsnet.model import build_capsnet
+from capsnet.model import CapsNet
 from capsnet.publish import publish
 from capsnet.sample import SAMPLE_PATH, load_sample
 from capsnet.train import train
@@ -59,7 +59,7 @@ def test_shipped_baseline_cnn_reproduces_its_card(mnist):
 
 def test_publish_writes_a_model_file_and_a_truthful_card(mnist, tmp_path):
     """On a narrow CapsNet, which evaluates the 10,000 test images quickly; the paper's size is checked apart."""
-    assert build_capsnet().eval.count_params() == 8215568
+    assert CapsNet().eval.count_params() == 8215568
     run = tmp_path / "run"
     data = Dataset(mnist.x_train[:200], mnist.y_train[:200], mnist.x_test[:100], mnist.y_test[:100], mnist.source)
     narrow = ModelConfig(conv_filters=16, primary_channels=4, decoder_units=(32, 64))
@@ -67,7 +67,7 @@ def test_publish_writes_a_model_file_and_a_truthful_card(mnist, tmp_path):
     model, card_path = tmp_path / "assets" / "capsnet.keras", tmp_path / "assets" / "model_card.json"
     card = publish(run, model, card_path, sweep_digits=20)
     assert model.is_file() and json.loads(card_path.read_text()) == card and card["model"] == "capsnet.keras"
-    assert card["parameters"] == build_capsnet(narrow).eval.count_params() and card["affine_sweeps_test_digits"] == 20
+    assert card["parameters"] == CapsNet(narrow).eval.count_params() and card["affine_sweeps_test_digits"] == 20
     assert card["config"]["model"]["conv_filters"] == 16
     assert set(card["affine_sweeps"]) == {"rotation", "scale", "shear", "translation"}
     assert card["epochs_trained"] == 1 and card["test_images"] == 10000

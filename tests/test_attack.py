@@ -214,13 +214,13 @@ def test_card_entries(mnist):
     """What `python -m capsnet.publish` adds to a card: the curves on the first N test digits; nothing for a network
     the attacks do not fit."""
     from capsnet.config import ModelConfig
-    from capsnet.model import build_capsnet
+    from capsnet.model import CapsNet
 
     narrow = ModelConfig(conv_filters=16, primary_channels=4, decoder_units=(32, 64))
-    entries = attack.attack_card_entries(build_capsnet(narrow), mnist, digits=6)
+    entries = attack.attack_card_entries(CapsNet(narrow), mnist, digits=6)
     curves = entries["attack_curves"]
     assert curves["test_digits"] == 6 and round(6 * curves["detection"]["clean_flagged"]) <= 1  # above the 95th %
     assert set(curves["attacks"]) == {"fgsm", "pgd"}
     multi = ModelConfig(input_shape=(36, 36, 1), dataset="multimnist", conv_filters=16, primary_channels=4,
                         decoder_units=(32, 64))
-    assert attack.attack_card_entries(build_capsnet(multi), mnist, digits=6) == {}
+    assert attack.attack_card_entries(CapsNet(multi), mnist, digits=6) == {}

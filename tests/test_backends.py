@@ -13,7 +13,7 @@ from conftest import REPO
 
 from capsnet.config import ModelConfig
 from capsnet.inference import Predictor, load_capsnet
-from capsnet.model import build_capsnet, save_model
+from capsnet.model import CapsNet, save_model
 
 jax = pytest.importorskip("jax", reason="the JAX backend's tests need jax (requirements-dev.txt installs it)")
 
@@ -70,7 +70,7 @@ def test_training_on_jax_needs_no_tensorflow(tmp_path, mnist):
 
 def test_model_files_cross_backends(tmp_path):
     """TensorFlow writes a .keras file that JAX loads, and the other way round; the Predictor's answers agree."""
-    net = build_capsnet(NARROW)
+    net = CapsNet(NARROW)
     save_model(net, tmp_path / "from_tf.keras")
     np.save(tmp_path / "images.npy", IMAGES)
     report = run_on("jax", f"""
@@ -79,7 +79,7 @@ def test_model_files_cross_backends(tmp_path):
         import numpy as np
         from capsnet.config import ModelConfig
         from capsnet.inference import Predictor, load_capsnet
-        from capsnet.model import build_capsnet, save_model
+        from capsnet.model import CapsNet, save_model
 
         images = np.load("images.npy")
         def answers(net):
@@ -91,7 +91,7 @@ def test_model_files_cross_backends(tmp_path):
                     "couplings": predictor.couplings(images[0]).tolist()}}
         from_tf = answers(load_capsnet("from_tf.keras"))
         keras.utils.set_random_seed(5)
-        jax_net = build_capsnet(ModelConfig(**{NARROW.__dict__!r}))
+        jax_net = CapsNet(ModelConfig(**{NARROW.__dict__!r}))
         save_model(jax_net, "from_jax.keras")
         print(json.dumps({{"backend": keras.backend.backend(), "from_tf": from_tf, "own": answers(jax_net)}}))
     """, tmp_path)
@@ -110,7 +110,7 @@ def test_model_files_cross_backends(tmp_path):
 
 def test_torch_backend_where_installed(tmp_path):
     pytest.importorskip("torch", reason="PyTorch is not installed (its wheels are too large for CI)")
-    net = build_capsnet(NARROW)
+    net = CapsNet(NARROW)
     save_model(net, tmp_path / "model.keras")
     np.save(tmp_path / "images.npy", IMAGES)
     report = run_on("torch", """
@@ -166,7 +166,7 @@ def test_primary_capsules_as_patches_on_jax_match_the_convolution(tmp_path):
         from capsnet import layers
         from capsnet.config import ModelConfig
         from capsnet.losses import compile_for_training
-        from capsnet.model import build_capsnet, dtype_policy
+        from capsnet.model import CapsNet, dtype_policy
 
         chosen = layers.convolve_as_matmul()
         x = np.random.default_rng(1).normal(size=(3, 20, 20, 16)).astype("float32")
@@ -191,7 +191,7 @@ def test_primary_capsules_as_patches_on_jax_match_the_convolution(tmp_path):
                     "capsules": np.asarray(capsules).tolist(), "value": float(value),
                     "grads": [np.asarray(g, "float32").ravel().tolist() for g in grad_variables],
                     "grad_x": np.asarray(grad_x).ravel().tolist()}
-        net = build_capsnet(ModelConfig(conv_filters=16, primary_channels=4, decoder_units=(32, 64)))
+        net = CapsNet(ModelConfig(conv_filters=16, primary_channels=4, decoder_units=(32, 64)))
         compile_for_training(net.train, 1e-3, 0.392)
         print(json.dumps({"chosen": chosen, "cpu": jax.default_backend() == "cpu", "jit": net.train.jit_compile,
                           "results": results}))
@@ -216,7 +216,7 @@ def test_tensorflow_keeps_its_own_convolution_and_graph_step():
     from capsnet.losses import compile_for_training
 
     assert not layers.convolve_as_matmul()
-    net = build_capsnet(NARROW)
+    net = CapsNet(NARROW)
     compile_for_training(net.train, 1e-3, 0.392)
     assert net.train.jit_compile is False
 

@@ -20,7 +20,7 @@ from capsnet.evaluate import accuracy_report, class_scores
 from capsnet.explorer import catalog
 from capsnet.explorer.navigation import PAGES
 from capsnet.inference import FASHION_CARD, FASHION_MODEL, load_network, saved_architecture
-from capsnet.model import build_capsnet, save_model
+from capsnet.model import CapsNet, save_model
 from capsnet.publish import SHIPPED, publish, target_of
 from capsnet.rundir import RunDir
 from capsnet.sample import SAMPLES, load_sample
@@ -33,7 +33,7 @@ FASHION = CLASS_NAMES["fashion_mnist"]
 @pytest.fixture(scope="module")
 def fashion_model(tmp_path_factory):
     config = TrainConfig(dataset="fashion_mnist", model=ModelConfig(**NARROW)).model  # as training builds it
-    return save_model(build_capsnet(config), tmp_path_factory.mktemp("fashion") / "fashion.keras")
+    return save_model(CapsNet(config), tmp_path_factory.mktemp("fashion") / "fashion.keras")
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +174,7 @@ def test_publish_ships_a_fashion_run_as_the_fashion_model(fashion_test, tmp_path
 def test_a_model_of_a_dataset_this_version_does_not_know(monkeypatch, tmp_path):
     """A model file naming another dataset (another version's, or edited): its classes are numbered, and the pages
     that need its test images say why there are none instead of failing."""
-    path = save_model(build_capsnet(ModelConfig(**NARROW, dataset="emnist_letters")), tmp_path / "letters.keras")
+    path = save_model(CapsNet(ModelConfig(**NARROW, dataset="emnist_letters")), tmp_path / "letters.keras")
     monkeypatch.setenv("CAPSNET_WEIGHTS", str(path))
     monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))

@@ -27,7 +27,7 @@ from capsnet.config import TrainConfig
 from capsnet.data import Dataset
 from capsnet.inference import load_capsnet
 from capsnet.losses import compile_for_training
-from capsnet.model import CapsNet, build_capsnet
+from capsnet.model import CapsNet
 from capsnet.rundir import REPO, RunDir, pid_alive
 from capsnet.train import restore_training_state, train
 
@@ -122,7 +122,7 @@ def resume_with_the_cli(run: RunDir) -> subprocess.Popen:
 def test_ten_kills_lose_nothing_and_match_an_uninterrupted_run(runs, mnist, tmp_path):
     rng = random.Random(SEED)
     plan = kill_plan(rng)
-    checker = build_capsnet()  # before the trainer starts: on a busy CPU this alone can take as long as 3 epochs
+    checker = CapsNet()  # before the trainer starts: on a busy CPU this alone can take as long as 3 epochs
     compile_for_training(checker.train, 0.001, 0.392)
     started = time.time()  # when the trainer to kill next started
     run = launch.launch(PARAMS, root=tmp_path / "runs", name="killed")

@@ -9,7 +9,7 @@ from keras import ops
 from capsnet.config import ModelConfig
 from capsnet.layers import DigitCapsule, Length, Mask, PrimaryCapsule, squash
 from capsnet.losses import margin_loss
-from capsnet.model import build_capsnet
+from capsnet.model import CapsNet
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +97,7 @@ def test_margin_loss_matches_hand_computation():
 
 
 def test_parameter_count_is_the_papers():
-    net = build_capsnet()
+    net = CapsNet()
     assert net.train.count_params() == 8_215_568
     assert net.eval.count_params() == 8_215_568
 
@@ -105,7 +105,7 @@ def test_parameter_count_is_the_papers():
 def test_initial_capsules_are_not_vanishingly_small(mnist):
     """Glorot on W starts the digit capsules ~5e-8 long and training stalls; ours starts them 100x longer."""
     keras.utils.set_random_seed(0)
-    net = build_capsnet()
+    net = CapsNet()
     images = mnist.x_train[:16, ..., None].astype(np.float32) / 255.0
     ours = np.linalg.norm(ops.convert_to_numpy(net.eval(images)[2]), axis=-1)
     weights = net.eval.get_layer("digit_capsules").W
@@ -116,7 +116,7 @@ def test_initial_capsules_are_not_vanishingly_small(mnist):
 
 
 def test_mixed_precision_keeps_capsule_math_in_float32():
-    net = build_capsnet(precision="mixed_bfloat16")
+    net = CapsNet(precision="mixed_bfloat16")
     assert keras.config.dtype_policy().name == "float32"  # building a model leaves the global policy alone
     assert net.eval.get_layer("conv1").compute_dtype == "bfloat16"
     for name in ("digit_capsules", "length"):
@@ -127,11 +127,11 @@ def test_mixed_precision_keeps_capsule_math_in_float32():
 
 def test_weights_round_trip_gives_identical_outputs(tmp_path):
     keras.utils.set_random_seed(3)
-    net = build_capsnet()
+    net = CapsNet()
     path = tmp_path / "net.weights.h5"
     net.save_weights(path)
     images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
-    other = build_capsnet()
+    other = CapsNet()
     before = [ops.convert_to_numpy(t) for t in other.eval(images)]
     other.load_weights(path)
     after = [ops.convert_to_numpy(t) for t in other.eval(images)]
@@ -151,7 +151,7 @@ def test_layers_serialize_without_custom_objects():
 
 
 def test_decoder_reads_only_the_selected_capsule():
-    net = build_capsnet(ModelConfig(routings=1))
+    net = CapsNet(ModelConfig(routings=1))
     capsules = np.random.default_rng(0).normal(size=(1, 10, 16)).astype(np.float32) * 0.2
     one_hot = keras.utils.to_categorical([4], 10)
     image = ops.convert_to_numpy(net.decoder([capsules, one_hot]))
@@ -164,6 +164,6 @@ def test_decoder_reads_only_the_selected_capsule():
 
 
 def test_routing_model_exposes_couplings():
-    net = build_capsnet()
+    net = CapsNet()
     couplings = net.routing(np.zeros((2, 28, 28, 1), np.float32))["couplings"]
     assert tuple(couplings.shape) == (2, 3, 10, 1152)

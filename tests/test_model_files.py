@@ -10,7 +10,7 @@ from keras import ops
 
 from capsnet.config import ModelConfig
 from capsnet.inference import ModelLoadError, Predictor, load_capsnet
-from capsnet.model import CapsNet, build_capsnet, save_model
+from capsnet.model import CapsNet, save_model
 
 IMAGES = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
 
@@ -18,7 +18,7 @@ IMAGES = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
 @pytest.fixture(scope="module")
 def one_routing(tmp_path_factory):
     keras.utils.set_random_seed(7)
-    net = build_capsnet(ModelConfig(routings=1), precision="mixed_bfloat16")
+    net = CapsNet(ModelConfig(routings=1), precision="mixed_bfloat16")
     return net, save_model(net, tmp_path_factory.mktemp("models") / "r1.keras")
 
 

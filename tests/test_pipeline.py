@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from capsnet.model import CapsNet
 from capsnet.pipeline import TrainingBatches, random_shifts
 
 
@@ -22,7 +23,7 @@ def test_shifts_move_whole_pixels_within_bounds_and_fill_with_black():
 def test_batches_depend_only_on_seed_and_position_in_the_run():
     images = np.arange(300 * 28 * 28, dtype=np.uint64).reshape(300, 28, 28).astype(np.uint8)
     labels = np.arange(300) % 10
-    batches = TrainingBatches(images, labels, 64, 0.1, seed=4)
+    batches = TrainingBatches(images, labels, 64, 0.1, seed=4, example=CapsNet.training_example)
     assert batches.steps_per_epoch == 4 and batches.num_batches is None  # full batches only; Keras counts epochs
     (x, one_hot), targets = batches[3]
     assert x.shape == (64, 28, 28, 1) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
@@ -32,13 +33,14 @@ def test_batches_depend_only_on_seed_and_position_in_the_run():
     assert not np.array_equal(first_epoch[0], second_epoch[0])  # reshuffled
     numbered = np.zeros((300, 28, 28), np.uint8)
     numbered[:, 0, 0], numbered[:, 0, 1] = np.arange(300) // 256, np.arange(300) % 256
-    unshifted = TrainingBatches(numbered, labels, 64, 0.0, seed=4)
+    unshifted = TrainingBatches(numbered, labels, 64, 0.0, seed=4, example=CapsNet.training_example)
     drawn = np.concatenate([unshifted[i][0][0][:, 0, :2, 0] for i in range(4)]) * 255
     assert len({(round(a), round(b)) for a, b in drawn}) == 256  # an epoch draws without replacement
     again = batches[1][0][0]  # asked twice, out of order, after later batches: the same batch
     np.testing.assert_array_equal(again, first_epoch[1])
-    resumed = TrainingBatches(images, labels, 64, 0.1, seed=4, first_epoch=1)  # a run resumed at epoch 1
+    # a run resumed at epoch 1
+    resumed = TrainingBatches(images, labels, 64, 0.1, seed=4, first_epoch=1, example=CapsNet.training_example)
     for i in range(4):
         np.testing.assert_array_equal(resumed[i][0][0], second_epoch[i])
-    small = TrainingBatches(images[:10], labels[:10], 64, 0.1, seed=4)
+    small = TrainingBatches(images[:10], labels[:10], 64, 0.1, seed=4, example=CapsNet.training_example)
     assert small.steps_per_epoch == 1 and small[0][0][0].shape == (10, 28, 28, 1)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from capsnet.config import ModelConfig
-from capsnet.model import build_capsnet
+from capsnet.model import CapsNet
 from capsnet.reference import (
     ReferenceWeightsError,
     is_reference_weights,
@@ -32,7 +32,7 @@ def nets():
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
     try:
-        yield build_capsnet(), build_capsnet()
+        yield CapsNet(), CapsNet()
     finally:
         keras.config.set_dtype_policy(previous)
 
@@ -162,7 +162,7 @@ def test_other_sizes_give_their_config_and_do_not_fit_the_default_network(nets, 
     path = tmp_path / "small.h5"
     write_reference(path, random_model(config, seed=3), old_layout=True, dense_names=["d1", "d2", "d3"])
     assert reference_model_config(path) == config
-    load_reference_weights(build_capsnet(config), path)
+    load_reference_weights(CapsNet(config), path)
 
     loaded = nets[0]
     before = keras.ops.convert_to_numpy(loaded.eval.get_layer("conv1").kernel)

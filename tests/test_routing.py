@@ -107,9 +107,9 @@ def test_routing_page_steps_through_the_rounds(monkeypatch, tmp_path):
 
 def test_a_one_routing_model_says_there_is_nothing_to_step_through(monkeypatch, tmp_path):
     from capsnet.config import ModelConfig
-    from capsnet.model import build_capsnet, save_model
+    from capsnet.model import CapsNet, save_model
 
-    path = save_model(build_capsnet(ModelConfig(routings=1)), tmp_path / "r1.keras")
+    path = save_model(CapsNet(ModelConfig(routings=1)), tmp_path / "r1.keras")
     monkeypatch.setenv("CAPSNET_WEIGHTS", str(path))
     monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
     at = open_app(PAGES["routing"])
