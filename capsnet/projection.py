@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from capsnet.files import written_whole
+
 try:
     from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 except ImportError:  # an install from before scikit-learn was required: PCA still works, t-SNE says what is missing
@@ -201,10 +203,8 @@ class MapStore:
         """Written aside, then renamed; a folder that cannot be written (read-only, full) keeps the array in memory
         instead and says why in `unwritable`: the map still works, it is only computed again by the next process."""
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.folder, prefix=f".{name}.", suffix=".part", delete=False) as f:
-                np.save(f, np.asarray(array), allow_pickle=False)
-            os.replace(f.name, self.folder / f"{name}.npy")
+            with written_whole(self.folder / f"{name}.npy") as partial:
+                np.save(partial, np.asarray(array), allow_pickle=False)
         except OSError as error:
             self.memory[name] = np.asarray(array)
             self.unwritable = f"{self.folder}: {error.strerror or error}"

@@ -22,7 +22,6 @@ import csv
 import json
 import os
 import re
-import tempfile
 import time
 import unicodedata
 from collections.abc import Callable
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+
+from capsnet.files import remove_partial_writes, write_text, written_whole
 
 REPO = Path(__file__).resolve().parent.parent
 STATES = ("queued", "running", "stopping", "finished", "stopped", "failed", "interrupted")
@@ -64,14 +65,6 @@ def new_run_name(label: str = "") -> str:
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", plain).strip("-")[:40]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return validate_run_name(f"{stamp}-{slug}" if slug else stamp)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(text)
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, path)
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -142,7 +135,7 @@ class RunDir:
         if state not in STATES:
             raise ValueError(f"unknown run state {state!r}")
         status = {**self.read_raw_status(), **fields, "state": state, "updated": time.time()}
-        atomic_write_text(self.status_file, json.dumps(status, indent=2))
+        write_text(self.status_file, json.dumps(status, indent=2))
         return status
 
     def read_raw_status(self) -> dict[str, Any]:
@@ -190,7 +183,7 @@ class RunDir:
         once; log.csv follows when it loses an epoch."""
         records = self.read_metrics()
         kept = [r for r in records if r.get("epoch", 0) < epochs_completed]
-        atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
+        write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
         if any(r.get("kind") == "epoch" and r.get("epoch", 0) >= epochs_completed for r in records):
             self.write_epoch_log()
 
@@ -200,7 +193,7 @@ class RunDir:
         buffer = [",".join(EPOCH_COLUMNS)]
         for record in epochs:
             buffer.append(",".join("" if record.get(c) is None else f"{record[c]:.6g}" for c in EPOCH_COLUMNS))
-        atomic_write_text(self.log_csv, "\n".join(buffer) + "\n")
+        write_text(self.log_csv, "\n".join(buffer) + "\n")
         if epochs:
             plot_epoch_log(epochs, self.log_png)
         else:  # a run that starts over
@@ -229,13 +222,11 @@ class RunDir:
         """Write last.weights.h5 (`save_weights`, the model's own) with what it covers inside it, as an attribute:
         one file, written aside and then renamed, so that a process killed at any moment leaves the old checkpoint
         or the new one, never new weights with an old epoch count."""
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        partial = self.checkpoint_dir / ".last.part.weights.h5"
-        save_weights(partial)
-        with h5py.File(partial, "r+") as f:
-            f.attrs[CHECKPOINT_STATE] = json.dumps(
-                {"epochs_completed": epochs_completed, "best_val_accuracy": best_val_accuracy})
-        partial.replace(self.last_checkpoint)
+        with written_whole(self.last_checkpoint) as partial:
+            save_weights(partial)
+            with h5py.File(partial, "r+") as f:
+                f.attrs[CHECKPOINT_STATE] = json.dumps(
+                    {"epochs_completed": epochs_completed, "best_val_accuracy": best_val_accuracy})
 
     def checkpoint_state(self) -> dict[str, Any]:
         """{"epochs_completed", "best_val_accuracy"} of the last checkpoint; {} without one. (Earlier versions kept
@@ -251,9 +242,8 @@ class RunDir:
             return {}
 
     def remove_partial_checkpoints(self) -> None:
-        """Delete what a process killed while writing a checkpoint left: its temporary `.<name>.part.*` file."""
-        for partial in self.checkpoint_dir.glob(".*.part.*"):
-            partial.unlink(missing_ok=True)
+        """Delete what a process killed while writing a checkpoint left (`capsnet.files.partial_writes`)."""
+        remove_partial_writes(self.checkpoint_dir)
 
     def best_model(self) -> Path | None:
         """The model a user would pick from this run: the final one, else the best checkpoint so far (runs of
@@ -309,7 +299,6 @@ def plot_epoch_log(epochs: list[dict[str, Any]], path: Path) -> None:
     acc_ax.set(xlabel="epoch", title="accuracy")
     acc_ax.legend()
     fig.tight_layout()
-    partial = path.with_name(f".{path.name}.part.png")
-    fig.savefig(partial, dpi=100)
+    with written_whole(path) as partial:
+        fig.savefig(partial, dpi=100)
     plt.close(fig)
-    os.replace(partial, path)

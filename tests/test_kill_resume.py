@@ -25,6 +25,7 @@ from train_support import assert_logged_once, kill_trainers, wait_for, wait_stat
 from capsnet import launch
 from capsnet.config import TrainConfig
 from capsnet.data import Dataset
+from capsnet.files import partial_writes
 from capsnet.inference import load_capsnet
 from capsnet.losses import compile_for_training
 from capsnet.model import CapsNet
@@ -85,8 +86,9 @@ def kill_when(run: RunDir, pid: int, mode: str, where: float, started: float, rn
         if mode == "step":
             time.sleep(rng.uniform(0.0, 1.0))
         else:
-            names = [".last.part.weights.h5"] + ([".best.part.keras"] if mode == "best" else [])
-            wait_for(lambda: alive() and any((run.checkpoint_dir / n).exists() for n in names), 60,
+            names = ["last.weights.h5"] + (["best.keras"] if mode == "best" else [])
+            wait_for(lambda: alive() and any(p.name.split(".part-")[0][1:] in names
+                                             for p in partial_writes(run.checkpoint_dir)), 60,
                      f"a checkpoint write ({names})", interval=0.002)
             time.sleep(rng.uniform(0.0, 0.02))  # a write takes ~0.1-0.5 s
     os.killpg(pid, signal.SIGKILL)
@@ -133,7 +135,7 @@ def test_ten_kills_lose_nothing_and_match_an_uninterrupted_run(runs, mnist, tmp_
     for number, (mode, where) in enumerate(plan):
         pid = cli_process.pid if number == 1 else run.read_raw_status()["pid"]
         kill_when(run, pid, mode, where, started, rng)
-        partial = sorted(p.name for p in run.checkpoint_dir.glob(".*.part.*"))
+        partial = [p.name for p in partial_writes(run.checkpoint_dir)]
         completed = check_checkpoints(run, checker, loaded)
         report.append((mode, where, completed, partial, time.time() - started))
         if number < 2:

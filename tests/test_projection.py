@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from capsnet import projection
+from capsnet.files import PARTIAL_PATTERN
 from capsnet.projection import CapsuleSpace, MapStore
 
 
@@ -165,7 +166,7 @@ def test_shipped_maps_are_read_when_their_key_matches(tmp_path, labels):
     store.put("extra", np.arange(3))  # writes go to the cache folder, never into the shipped file
     assert (tmp_path / "cache" / "maps" / "shipped-key" / "extra.npy").is_file()
     assert not MapStore("other-key", tmp_path / "cache", shipped=shipped).has("predicted")
-    assert not list((tmp_path / "cache").rglob("*.part"))
+    assert not list((tmp_path / "cache").rglob(PARTIAL_PATTERN))
 
 
 def test_a_damaged_cache_file_is_computed_again(tmp_path, labels):

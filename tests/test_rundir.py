@@ -2,6 +2,7 @@
 checkpoints."""
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import threading
 import h5py
 import pytest
 
+from capsnet.files import partial_writes, write_text, written_whole
 from capsnet.rundir import RunDir, list_runs, new_run_name, read_jsonl, validate_run_name
 
 
@@ -141,15 +143,19 @@ def test_a_checkpoint_and_the_epochs_it_covers_are_one_file(tmp_path):
 
     def dies_while_writing(path):
         weights_saver(2)(path)
-        raise SystemExit("killed")
+        os._exit(9)  # killed mid-write: no clean-up runs
 
-    with pytest.raises(SystemExit):
-        run.save_checkpoint(dies_while_writing, epochs_completed=2, best_val_accuracy=0.6)
+    writer = multiprocessing.get_context("fork").Process(
+        target=run.save_checkpoint, args=(dies_while_writing,), kwargs={"epochs_completed": 2,
+                                                                       "best_val_accuracy": 0.6})
+    writer.start()
+    writer.join(60)
+    assert writer.exitcode == 9
     # The old pair is whole: weights and state of epoch 1; the next trainer deletes the unfinished one.
     assert run.checkpoint_state()["epochs_completed"] == 1
     with h5py.File(run.last_checkpoint, "r") as f:
         assert f["w"][()] == 1
-    assert (run.checkpoint_dir / ".last.part.weights.h5").is_file()
+    assert [p.name.split(".part-")[0] for p in partial_writes(run.checkpoint_dir)] == [".last.weights.h5"]
     run.remove_partial_checkpoints()
     assert [p.name for p in run.checkpoint_dir.iterdir()] == ["last.weights.h5"]
 
@@ -181,3 +187,14 @@ def test_list_runs_includes_launched_runs_and_skips_strangers(tmp_path):
     (tmp_path / ".hidden" / "config.json").write_text("{}")
     assert [r.name for r in list_runs(tmp_path)] == ["20250102-000000-b", "20250101-000000-a"]
     assert list_runs(tmp_path / "missing") == []
+
+
+def test_a_write_that_fails_leaves_the_old_file_and_nothing_beside_it(tmp_path):
+    target = tmp_path / "status.json"
+    write_text(target, "old")
+    with pytest.raises(OSError), written_whole(target) as partial:
+        partial.write_text("half")
+        raise OSError("disk full")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["status.json"]
+    write_text(target, "new")
+    assert target.read_text() == "new" and not partial_writes(tmp_path)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from capsnet.config import CNNConfig, ModelConfig
+from capsnet.files import write_bytes
 from capsnet.inference import (
     FASHION_CARD,
     FASHION_MODEL,
@@ -119,9 +120,7 @@ def save_upload(data: bytes, filename: str) -> ModelChoice:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}-{stem}{suffix}"
     if not path.is_file():
-        partial = folder / f".{path.name}.part"  # never expose a half-written file to another session
-        partial.write_bytes(data)
-        os.replace(partial, path)
+        write_bytes(path, data)  # never a half-written file for another session to load
     return upload_choice(path)
 
 
