@@ -125,6 +125,23 @@ class ModelConfig:
     w_init_stddev: float = 0.05
     dataset: str = "mnist"  # what the classes are (CLASS_NAMES); set from TrainConfig.dataset by training
 
+    # The primary capsules' layout, which the pages describe: for 28x28 images a 6x6 grid of 32 types, 1,152 capsules,
+    # each seeing 17x17 pixels (conv1 reads 9x9 pixels, the primary convolution 9x9 of conv1's outputs).
+    @property
+    def primary_grid(self) -> int:
+        """Side of the square grid of primary-capsule positions."""
+        conv1 = self.input_shape[0] - self.conv_kernel + 1
+        return (conv1 - self.primary_kernel) // self.primary_strides + 1
+
+    @property
+    def primary_capsules(self) -> int:
+        return self.primary_grid ** 2 * self.primary_channels
+
+    @property
+    def receptive_field(self) -> int:
+        """Side of the square of input pixels one primary capsule sees."""
+        return self.conv_kernel + self.primary_kernel - 1
+
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}

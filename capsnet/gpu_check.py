@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from capsnet.assets import REPO
+
 NO_TENSORFLOW = "raise ImportError('TensorFlow is blocked here: the GPU machines have none (capsnet.gpu_check)')\n"
 
 

@@ -25,22 +25,13 @@ import keras
 import numpy as np
 
 from capsnet import reference
+from capsnet.assets import PRETRAINED_MODEL
 from capsnet.baseline import BaselineCNN
 from capsnet.compiled import compile_function
 from capsnet.config import CNNConfig, ModelConfig, TrainConfig, network_config
 from capsnet.imaging import to_float
 from capsnet.model import CapsNet, build_network
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-PRETRAINED_MODEL = ASSETS / "capsnet.keras"
-PRETRAINED_CARD = ASSETS / "model_card.json"
-FASHION_MODEL = ASSETS / "capsnet_fashion.keras"  # a CapsNet trained on Fashion-MNIST with the CLI's defaults
-FASHION_CARD = ASSETS / "capsnet_fashion_card.json"
-# Two overlapping digits per 36x36 image (capsnet.multimnist), trained with `--dataset multimnist`.
-MULTIMNIST_MODEL = ASSETS / "capsnet_multimnist.keras"
-MULTIMNIST_CARD = ASSETS / "capsnet_multimnist_card.json"
-BASELINE_MODEL = ASSETS / "cnn.keras"  # the baseline CNN the Robustness page compares with (capsnet.baseline)
-BASELINE_CARD = ASSETS / "cnn_card.json"
 MODEL_SUFFIXES = (".keras", ".h5")  # .weights.h5 ends in .h5 too
 
 

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from capsnet.assets import REPO
 from capsnet.config import check_train_parameters, train_parameters
-from capsnet.rundir import ACTIVE_STATES, REPO, RunDir, list_runs, new_run_name, runs_root, validate_run_name
+from capsnet.rundir import ACTIVE_STATES, RunDir, list_runs, new_run_name, runs_root, validate_run_name
 
 CPU = "cpu"
 

@@ -57,24 +57,3 @@ def compile_for_training(model: keras.Model, lr: float, lam_recon: float, image_
         # op by op, twice as slow (README, "JAX on a CPU").
         jit_compile=keras.backend.backend() == "jax",
     )
-
-
-# Keras names per-output logs after the output layers; runs and dashboards use these clearer names.
-LOG_NAMES = {
-    "loss": "loss",
-    "length_loss": "margin_loss",
-    "reconstruction_loss": "recon_loss",
-    "length_categorical_accuracy": "accuracy",
-    "categorical_accuracy": "accuracy",  # the baseline CNN's single output
-    "length_set_accuracy": "accuracy",  # MultiMNIST: both digits right
-    "learning_rate": "lr",
-}
-
-
-def rename_logs(logs: dict) -> dict:
-    renamed = {}
-    for key, value in logs.items():
-        prefix = "val_" if key.startswith("val_") else ""
-        base = key[len(prefix):]
-        renamed[prefix + LOG_NAMES.get(base, base)] = float(value)
-    return renamed

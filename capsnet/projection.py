@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from capsnet.assets import SHIPPED_MAPS
 from capsnet.files import written_whole
 
 try:
@@ -51,7 +52,6 @@ TSNE_SEED = 0
 TSNE_INPUT_DIMS = 50  # wider features are reduced by PCA first (the usual t-SNE practice; also much faster)
 NEIGHBOURS = 10  # test digits that place a new digit on a t-SNE map, and that `neighbour_agreement` consults
 FORMAT = 1  # part of every key: bump it when what is stored changes meaning
-SHIPPED_MAPS = Path(__file__).resolve().parent.parent / "assets" / "maps"
 
 
 # --- features and projections ----------------------------------------------------------------------------------
@@ -331,8 +331,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="compute everything again (in a temporary folder, ignoring shipped maps): to time it")
     args = parser.parse_args(argv)
 
+    from capsnet.assets import PRETRAINED_MODEL
     from capsnet.evaluate import predict_all
-    from capsnet.inference import PRETRAINED_MODEL, load_capsnet
+    from capsnet.inference import load_capsnet
     from capsnet.sample import load_test_digits
 
     path = Path(args.weights) if args.weights else PRETRAINED_MODEL

@@ -25,12 +25,7 @@ import numpy as np
 
 from capsnet import multimnist
 from capsnet.affine import SWEEP_DIGITS, accuracy_sweeps
-from capsnet.attack import attack_card_entries
-from capsnet.config import digits_per_image
-from capsnet.data import Dataset, load_dataset
-from capsnet.evaluate import accuracy_report, class_scores
-from capsnet.imaging import to_uint8
-from capsnet.inference import (
+from capsnet.assets import (
     BASELINE_CARD,
     BASELINE_MODEL,
     FASHION_CARD,
@@ -39,8 +34,13 @@ from capsnet.inference import (
     MULTIMNIST_MODEL,
     PRETRAINED_CARD,
     PRETRAINED_MODEL,
-    load_network,
 )
+from capsnet.attack import attack_card_entries
+from capsnet.config import digits_per_image
+from capsnet.data import Dataset, load_dataset
+from capsnet.evaluate import accuracy_report, class_scores
+from capsnet.imaging import to_uint8
+from capsnet.inference import load_network
 from capsnet.model import save_model
 from capsnet.rundir import RunDir
 

@@ -31,15 +31,36 @@ from typing import Any
 
 import h5py
 
+from capsnet.assets import REPO
 from capsnet.files import remove_partial_writes, write_text, written_whole
 
-REPO = Path(__file__).resolve().parent.parent
 STATES = ("queued", "running", "stopping", "finished", "stopped", "failed", "interrupted")
 ACTIVE_STATES = ("queued", "running", "stopping")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-EPOCH_COLUMNS = ("epoch", "loss", "margin_loss", "recon_loss", "accuracy",
-                 "val_loss", "val_margin_loss", "val_recon_loss", "val_accuracy", "lr", "seconds")
+# The metrics a run records (metrics.jsonl, log.csv), with what charts call them; validation ones are "val_" + name.
+LOSSES = {"loss": "total", "margin_loss": "margin", "recon_loss": "reconstruction"}
+ACCURACIES = {"accuracy": "train", "val_accuracy": "validation"}
+EPOCH_COLUMNS = ("epoch", *LOSSES, "accuracy", *(f"val_{name}" for name in LOSSES), "val_accuracy", "lr", "seconds")
+# Keras names each output's logs after its layer (and the metric); a run records them under the names above.
+KERAS_LOG_NAMES = {
+    "length_loss": "margin_loss",
+    "reconstruction_loss": "recon_loss",
+    "length_categorical_accuracy": "accuracy",
+    "categorical_accuracy": "accuracy",  # the baseline CNN's single output
+    "length_set_accuracy": "accuracy",  # MultiMNIST: both digits right
+    "learning_rate": "lr",
+}
+
+
+def run_metrics(logs: dict) -> dict[str, float]:
+    """Keras' logs of a step or an epoch under the names a run records."""
+    renamed = {}
+    for key, value in logs.items():
+        prefix = "val_" if key.startswith("val_") else ""
+        base = key[len(prefix):]
+        renamed[prefix + KERAS_LOG_NAMES.get(base, base)] = float(value)
+    return renamed
 CHECKPOINT_STATE = "capsnet_training_state"  # the attribute of last.weights.h5 that says what it covers
 
 
@@ -288,12 +309,12 @@ def plot_epoch_log(epochs: list[dict[str, Any]], path: Path) -> None:
         return
     x = [r["epoch"] + 1 for r in epochs]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in ("loss", "margin_loss", "recon_loss", "val_loss"):
+    for key in (*LOSSES, "val_loss"):
         if all(key in r for r in epochs):
             loss_ax.plot(x, [r[key] for r in epochs], label=key)
     loss_ax.set(xlabel="epoch", title="losses", yscale="log")
     loss_ax.legend()
-    for key in ("accuracy", "val_accuracy"):
+    for key in ACCURACIES:
         if all(key in r for r in epochs):
             acc_ax.plot(x, [r[key] for r in epochs], label=key)
     acc_ax.set(xlabel="epoch", title="accuracy")

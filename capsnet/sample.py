@@ -13,14 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from capsnet.assets import SAMPLES
 from capsnet.config import DATASETS, SOURCE_DATASET
 from capsnet.data import DataUnavailable, load_dataset
-
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-# MultiMNIST's pairs are made of MNIST's test digits.
-SAMPLES = {"mnist": ASSETS / "test_digits.npz", "fashion_mnist": ASSETS / "fashion_mnist_test_sample.npz",
-           "multimnist": ASSETS / "test_digits.npz"}
-SAMPLE_PATH = SAMPLES["mnist"]
 
 
 @dataclass
@@ -33,7 +28,7 @@ class TestDigits:
     __test__ = False  # not a pytest class, despite the name
 
 
-def load_sample(path: Path = SAMPLE_PATH) -> TestDigits:
+def load_sample(path: Path = SAMPLES["mnist"]) -> TestDigits:
     with np.load(path) as f:
         return TestDigits(f["x"], f["y"].astype(np.int64), f["index"].astype(np.int64), f"sample {path.name}")
 

@@ -26,10 +26,10 @@ from capsnet.config import TrainConfig, digits_per_image
 from capsnet.data import Dataset, load_dataset
 from capsnet.files import write_text
 from capsnet.inference import load_network
-from capsnet.losses import compile_for_training, rename_logs
+from capsnet.losses import compile_for_training
 from capsnet.model import CapsNet, build_network, save_model
 from capsnet.pipeline import TrainingBatches, model_inputs
-from capsnet.rundir import RunDir
+from capsnet.rundir import RunDir, run_metrics
 from capsnet.transfer import initial_weights
 
 # --- callbacks ------------------------------------------------------------------------------------------------
@@ -129,7 +129,7 @@ class RunRecorder(keras.callbacks.Callback):
         record = {
             "kind": "step", "epoch": self.epoch, "step": self.steps_done,
             "global_step": self.epoch * self.steps_per_epoch + self.steps_done,
-            **rename_logs(logs or {}), "lr": self.current_lr(), "samples_per_sec": samples_per_sec,
+            **run_metrics(logs or {}), "lr": self.current_lr(), "samples_per_sec": samples_per_sec,
             "time": time.time(),
         }
         self.run.append_metrics(record)
@@ -147,7 +147,7 @@ class RunRecorder(keras.callbacks.Callback):
             # An unfinished epoch: keep its weights and optimizer state, but count it as not done.
             self.save_checkpoint(epochs_completed=epoch)
             return
-        record = {"kind": "epoch", "epoch": epoch, **rename_logs(logs or {}), "lr": self.current_lr(),
+        record = {"kind": "epoch", "epoch": epoch, **run_metrics(logs or {}), "lr": self.current_lr(),
                   "seconds": time.perf_counter() - self.epoch_start, "time": time.time()}
         self.run.append_metrics(record)
         self.run.write_epoch_log()

@@ -98,12 +98,14 @@ def show_routing(model: picker.ActiveModel, image: np.ndarray, digit: int) -> No
     # An expander's body runs even when collapsed; the routing pass is one compiled forward pass (~6 ms), so that is
     # cheaper than keeping its own open/closed state. Collapsed, it keeps the page short.
     with st.expander("How the capsules routed"):
-        st.caption(f"Each square is one of the 6×6 positions of the primary capsules; its value is how much of their "
-                   f"output goes to capsule {model.classes[digit]}, "
-                   f"averaged over the 32 capsule types. Round 1 is uniform (0.1: "
-                   f"every capsule splits its output evenly over the 10 classes); later rounds concentrate where "
-                   f"the lower capsules' predictions agree with the winner.")
-        maps = coupling_map(model.predictor.couplings(image), digit)
+        config = model.predictor.net.config
+        st.caption(f"Each square is one of the {config.primary_grid}×{config.primary_grid} positions of the primary "
+                   f"capsules; its value is how much of their output goes to capsule {model.classes[digit]}, "
+                   f"averaged over the {config.primary_channels} capsule types. Round 1 is uniform "
+                   f"({1 / config.num_classes:.2g}: every capsule splits its output evenly over the "
+                   f"{config.num_classes} classes); later rounds concentrate where the lower capsules' predictions "
+                   "agree with the winner.")
+        maps = coupling_map(model.predictor.couplings(image), digit, config)
         for round_, column in enumerate(st.columns(len(maps))):  # one colour scale for all rounds: comparable
             figure = figures.coupling_figure(maps[round_], f"Round {round_ + 1}", float(maps.min()),
                                              float(maps.max()))

@@ -1,4 +1,5 @@
-"""Latent: move through the 16 dimensions of a digit's winning capsule and watch the reconstruction follow."""
+"""Latent: move through the dimensions (16 in the paper) of a digit's winning capsule and watch the reconstruction
+follow."""
 
 import zlib
 
@@ -108,6 +109,7 @@ st.subheader("Every dimension, one at a time")
 st.caption(f"Row d: dimension d of capsule {classes[digit]} shifted by {OFFSET_RANGE[0]:+.2f} … {OFFSET_RANGE[1]:+.2f} "
            "(columns), everything else unchanged.")
 grid, png = resources.manipulation(*model.cache_key, np.ascontiguousarray(capsules, np.float32).tobytes(), digit)
-st.image(to_uint8(enlarge(grid, 2)), caption=f"16×{len(MANIPULATION_OFFSETS)} manipulation grid", output_format="PNG")
+st.image(to_uint8(enlarge(grid, 2)), output_format="PNG",
+         caption=f"{model.predictor.net.config.digit_dim}×{len(MANIPULATION_OFFSETS)} manipulation grid")
 st.download_button("Download the grid (PNG)", png, file_name=f"manipulate-{digit}.png", mime="image/png",
                    on_click="ignore", icon=":material/download:")

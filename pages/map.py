@@ -35,9 +35,10 @@ for key, value in DEFAULTS.items():
 controls = st.columns([1, 1.6, 1, 1])
 method = controls[0].radio("Projection", METHODS, format_func=mapview.METHOD_NAMES.get, key=state.MAP_PROJECTION,
                            horizontal=True)
-kind = controls[1].radio("Capsules", KINDS, format_func=mapview.KIND_NAMES.get, key=state.MAP_CAPSULES,
-                         horizontal=True, help="The winning capsule is the one the decoder reads; all ten also say "
-                                               "how much every other class was considered.")
+kind_names = mapview.kind_names(model.predictor.net.config)
+kind = controls[1].radio("Capsules", KINDS, format_func=kind_names.get, key=state.MAP_CAPSULES, horizontal=True,
+                         help="The winning capsule is the one the decoder reads; all of them also say how much every "
+                              "other class was considered.")
 size = controls[2].selectbox("Test images", sizes, key=state.MAP_SIZE,
                              format_func=lambda n: f"all {n:,}" if n == total else f"the first {n:,}")
 picked = controls[3].selectbox("Pick out a class", range(-1, len(classes)), key=state.MAP_CLASS,
@@ -87,7 +88,7 @@ else:
     st.page_link(PAGES["draw"], label="Draw a digit on the Draw page to see where it lands on this map",
                  icon=":material/draw:")
 
-title = f"{mapview.METHOD_NAMES[method]} of the {mapview.KIND_NAMES[kind]}"
+title = f"{mapview.METHOD_NAMES[method]} of the {kind_names[kind]}"
 st.plotly_chart(mapview.map_figure(points, labels, predicted, confidence, digits.indices[:size], classes, title,
                                    None if picked < 0 else picked, selected, drawing),
                 key=state.MAP_CHART, on_select=mapview.remember_selection, selection_mode=("points", "box", "lasso"),

@@ -12,9 +12,9 @@ st.title("Robustness to viewpoint")
 
 # After the title: these start TensorFlow.
 from capsnet.affine import Affine, describe, transform
+from capsnet.assets import BASELINE_CARD, BASELINE_MODEL
 from capsnet.explorer import catalog, figures, picker, resources, state, views
 from capsnet.imaging import to_float
-from capsnet.inference import BASELINE_CARD, BASELINE_MODEL
 
 model = picker.require_model()
 digits = picker.require_test_images(model)

@@ -20,9 +20,11 @@ classes = model.classes
 TEST, DRAWING, UPLOAD = "Test digit", "Last drawing", "Upload"
 TOP_SENDERS = 10
 
-st.caption("Every primary capsule (6×6 positions × 32 types) votes for every class capsule with its own matrix. "
-           "Routing starts by splitting each vote evenly over the 10 classes, then, round after round, sends more of "
-           "it to the classes whose output agrees with it: the couplings below. Step through the rounds.")
+grid = config.primary_grid
+st.caption(f"Every primary capsule ({grid}×{grid} positions × {config.primary_channels} types, "
+           f"{config.primary_capsules:,} in all) votes for every class capsule with its own matrix. Routing starts by "
+           f"splitting each vote evenly over the {config.num_classes} classes, then, round after round, sends more "
+           "of it to the classes whose output agrees with it: the couplings below. Step through the rounds.")
 
 
 SHARED = [state.ROUTING_SOURCE, state.ROUTING_CLASS, state.ROUTING_POSITION, state.ROUTING_ROUND]
@@ -90,9 +92,11 @@ with right:
 
 st.subheader(f"Couplings in round {round_}")
 st.caption(f"For each class capsule ({classes[0]} … {classes[-1]}), how much of their vote the primary capsules at "
-           "each of the 6×6 positions send to it, averaged over the 32 capsule types. Each position's couplings over "
-           "the 10 classes sum to 1: round 1 is 0.1 everywhere.")
-maps = np.stack([explore.coupling_map(trace.couplings, c) for c in range(config.num_classes)], axis=1)  # [r, j, 6, 6]
+           f"each of the {grid}×{grid} positions send to it, averaged over the {config.primary_channels} capsule "
+           f"types. Each position's couplings over the {config.num_classes} classes sum to 1: round 1 is "
+           f"{1 / config.num_classes:.2g} everywhere.")
+maps = np.stack([explore.coupling_map(trace.couplings, c, config) for c in range(config.num_classes)],
+                axis=1)  # [rounds, classes, grid, grid]
 st.plotly_chart(figures.class_couplings_figure(maps[round_ - 1], winner, float(maps.max()), classes),
                 config={"displayModeBar": False}, key="routing.couplings")
 
@@ -103,30 +107,21 @@ with votes_column:
     st.plotly_chart(figures.votes_figure(points, agreed, couplings[winner], winner, classes[winner]),
                     config={"displayModeBar": False}, key="routing.votes")
     name = classes[winner]
-    st.caption(f"Each point is one primary capsule's prediction û for capsule {name}, 16-D, shown on its two "
+    st.caption(f"Each point is one primary capsule's prediction û for capsule {name}, {config.digit_dim}-D, shown "
+               "on its two "
                f"principal components; larger and darker points are coupled more strongly to {name} in round "
                f"{round_}. The cross is their coupling-weighted mean, the direction of capsule {name}'s output.")
 with senders_column:
     st.subheader("Where the votes come from")
     sent = explore.contributions(trace.predictions, couplings, winner)
-    heat = explore.sender_heatmap(sent, config.primary_channels, config.input_shape[0],
-                                  conv_kernel=config.conv_kernel, primary_kernel=config.primary_kernel,
-                                  primary_strides=config.primary_strides)
+    heat = explore.sender_heatmap(sent, config)
     views.show_digit(explore.heat_overlay(image, heat), f"what capsule {classes[winner]} receives, by input region",
                      scale=7, alt="sender overlay")
-    top = np.argsort(sent)[::-1][:TOP_SENDERS]
-    rows = []
-    for index in top:
-        row, column, kind = explore.capsule_position(index, config.primary_channels)
-        top_px, left_px, size = explore.receptive_field(row, column, config.conv_kernel, config.primary_kernel,
-                                                        config.primary_strides)
-        rows.append({"capsule": int(index), "position": f"({row}, {column})", "type": kind,
-                     "coupling": float(couplings[winner, index]), "sent": float(sent[index]),
-                     "pixels": f"rows {top_px}–{top_px + size - 1}, cols {left_px}–{left_px + size - 1}"})
+    rows = explore.top_senders(sent, couplings[winner], config, TOP_SENDERS)
     st.dataframe(rows, hide_index=True, column_config={
         "coupling": st.column_config.NumberColumn(format="%.3f"),
         "sent": st.column_config.NumberColumn(format="%.3f", help="coupling × length of the vote")})
     st.caption(f"Red: each primary capsule's share of capsule {classes[winner]}'s input (coupling × length of its "
-               "vote) spread over the 17×17 pixels it sees.")
+               f"vote) spread over the {config.receptive_field}×{config.receptive_field} pixels it sees.")
 
 insight.primary_capsules_section(model, image, trace)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from test_app_explorer import assert_clean, images, open_app, open_link, texts
 
+from capsnet.assets import BASELINE_CARD, BASELINE_MODEL, FASHION_CARD, PRETRAINED_CARD
 from capsnet.config import ModelConfig
 from capsnet.explorer import attacking, state
 from capsnet.explorer.navigation import PAGES
-from capsnet.inference import BASELINE_CARD, BASELINE_MODEL, FASHION_CARD, PRETRAINED_CARD
 from capsnet.model import CapsNet, save_model
 from capsnet.sample import load_test_digits
 

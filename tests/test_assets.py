@@ -5,26 +5,20 @@ import json
 import numpy as np
 import pytest
 
+from capsnet.assets import BASELINE_CARD, BASELINE_MODEL, PRETRAINED_CARD, PRETRAINED_MODEL, SAMPLES
 from capsnet.baseline import BaselineCNN
 from capsnet.config import ModelConfig, TrainConfig
 from capsnet.data import Dataset
 from capsnet.evaluate import accuracy_report, class_scores, predict_all
-from capsnet.inference import (
-    BASELINE_CARD,
-    BASELINE_MODEL,
-    PRETRAINED_CARD,
-    PRETRAINED_MODEL,
-    load_capsnet,
-    load_network,
-)
+from capsnet.inference import load_capsnet, load_network
 from capsnet.model import CapsNet
 from capsnet.publish import publish
-from capsnet.sample import SAMPLE_PATH, load_sample
+from capsnet.sample import load_sample
 from capsnet.train import train
 
 
 def test_sample_digits_are_the_test_images_they_claim_to_be(mnist):
-    sample = load_sample(SAMPLE_PATH)
+    sample = load_sample(SAMPLES["mnist"])
     assert len(sample.images) == 1000
     np.testing.assert_array_equal(sample.images, mnist.x_test[sample.indices])
     np.testing.assert_array_equal(sample.labels, mnist.y_test[sample.indices])

@@ -16,8 +16,9 @@ from test_cli import capsnet
 from train_support import write_tiny_mnist
 
 from capsnet import attack
+from capsnet.assets import BASELINE_MODEL
 from capsnet.attack import Attack, AttackModel, detection_threshold, fgsm, flagged_share, pgd, roc_auc
-from capsnet.inference import BASELINE_MODEL, load_network
+from capsnet.inference import load_network
 
 # A linear classifier on 2x2 images: s = x.ravel() @ W. Class 0 scores highest on the grey image below; the margin
 # against it comes from class 1, whose column minus class 0's has the sign pattern SIGN.

@@ -23,13 +23,14 @@ import pytest
 from train_support import assert_logged_once, kill_trainers, wait_for, wait_state, write_tiny_mnist
 
 from capsnet import launch
+from capsnet.assets import REPO
 from capsnet.config import TrainConfig
 from capsnet.data import Dataset
 from capsnet.files import partial_writes
 from capsnet.inference import load_capsnet
 from capsnet.losses import compile_for_training
 from capsnet.model import CapsNet
-from capsnet.rundir import REPO, RunDir, pid_alive
+from capsnet.rundir import RunDir, pid_alive
 from capsnet.train import restore_training_state, train
 
 # 200 images in batches of 50, validated on 100: 4 steps (~1 s each on a busy 2-core CPU) and a second per epoch.

@@ -5,9 +5,9 @@ import json
 import pytest
 from test_app_explorer import assert_clean, open_app
 
+from capsnet.assets import BASELINE_CARD, PRETRAINED_CARD
 from capsnet.explorer import resources, state
 from capsnet.explorer.navigation import PAGES
-from capsnet.inference import BASELINE_CARD, PRETRAINED_CARD
 
 
 @pytest.fixture

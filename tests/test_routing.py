@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from test_app_explorer import assert_clean, open_app
 
+from capsnet.config import ModelConfig
 from capsnet.explorer import explore, state
 from capsnet.explorer.navigation import PAGES
 from capsnet.inference import Predictor, load_capsnet
@@ -54,7 +55,7 @@ def test_receptive_fields_cover_the_image_as_the_convolutions_do():
     top, left, size = explore.receptive_field(5, 5)
     assert top + size == 27 and left + size == 27  # 9 + 8 + 2 * 5: the last position sees up to pixel 26
     for index in (0, 31, 32, 1151):
-        row, column, kind = explore.capsule_position(index, 32)
+        row, column, kind = explore.capsule_position(index)
         one_hot = np.zeros((1, 10, 1152))
         one_hot[0, 3, index] = 1
         assert explore.coupling_map(one_hot, 3)[0, row, column] == pytest.approx(1 / 32)  # the same layout
@@ -74,12 +75,12 @@ def test_votes_and_senders(shipped):
     # The coupling-weighted mean sits with the strongly coupled votes, away from the uniform mean (the origin).
     assert np.linalg.norm(agreed - points[heavy].mean(axis=0)) < np.linalg.norm(points[heavy].mean(axis=0))
     sent = explore.contributions(trace.predictions, couplings, winner)
-    heat = explore.sender_heatmap(sent, 32)
+    heat = explore.sender_heatmap(sent)
     assert heat.shape == (28, 28) and heat.max() == pytest.approx(1.0)
     assert heat[image > 0.5].mean() > heat[image == 0].mean()  # votes come from where the ink is
     only_corner = np.zeros(1152)
     only_corner[:32] = 1.0  # position (0, 0): pixels 0-16 only
-    corner = explore.sender_heatmap(only_corner, 32)
+    corner = explore.sender_heatmap(only_corner)
     assert corner[:17, :17].min() == 1.0 and corner[17:, :].max() == 0.0 and corner[:, 17:].max() == 0.0
     overlay = explore.heat_overlay(image, heat)
     assert overlay.shape == (28, 28, 3) and 0 <= overlay.min() and overlay.max() <= 1
@@ -133,3 +134,18 @@ def test_routing_an_upload_and_refusing_a_bad_one(monkeypatch, tmp_path):
     at.file_uploader[0].set_value(("broken.png", b"not an image", "image/png")).run()
     assert_clean(at)
     assert at.warning[0].value.startswith("Could not use broken.png:")
+
+
+def test_the_layout_follows_the_models_config():
+    """36x36 images (MultiMNIST) give a 10x10 grid of primary capsules: maps, positions and heat follow the config."""
+    config = ModelConfig(input_shape=(36, 36, 1))
+    assert (config.primary_grid, config.primary_capsules, config.receptive_field) == (10, 3200, 17)
+    index = (7 * 10 + 9) * 32 + 5
+    assert explore.capsule_position(index, config) == (7, 9, 5)
+    one_hot = np.zeros((1, 10, 3200))
+    one_hot[0, 2, index] = 1
+    assert explore.coupling_map(one_hot, 2, config)[0, 7, 9] == pytest.approx(1 / 32)
+    heat = explore.sender_heatmap(one_hot[0, 2], config)
+    assert heat.shape == (36, 36) and heat[14:31, 18:35].min() == 1.0 and heat.sum() == 17 * 17
+    rows = explore.top_senders(one_hot[0, 2], one_hot[0, 2], config, 1)
+    assert rows[0]["position"] == "(7, 9)" and rows[0]["pixels"] == "rows 14–30, cols 18–34"

@@ -17,7 +17,7 @@ def test_primary_lengths_follow_the_layers_layout():
     types, dims = 32, 8
     primary = np.zeros((6 * 6 * types, dims), np.float32)
     for index in range(len(primary)):
-        row, column, kind = explore.capsule_position(index, types)
+        row, column, kind = explore.capsule_position(index)
         primary[index, index % dims] = (kind * 100 + row * 10 + column) / 4000  # the length itself
     lengths = saliency.primary_lengths(primary, types)
     assert lengths.shape == (types, 6, 6)

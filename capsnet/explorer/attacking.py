@@ -16,22 +16,14 @@ import numpy as np
 import streamlit as st
 
 from capsnet import attack
+from capsnet.assets import BASELINE_CARD, BASELINE_MODEL, CARDS
 from capsnet.attack import Attack, AttackModel, detection_threshold, reconstruction_distances
 from capsnet.config import DATASET_TITLES, class_names
 from capsnet.explorer import catalog, picker, resources, state, views
 from capsnet.explorer.catalog import ModelChoice
 from capsnet.explorer.navigation import PAGES
 from capsnet.imaging import to_float
-from capsnet.inference import (
-    BASELINE_CARD,
-    BASELINE_MODEL,
-    FASHION_CARD,
-    FASHION_MODEL,
-    PRETRAINED_CARD,
-    PRETRAINED_MODEL,
-    ModelLoadError,
-    Predictor,
-)
+from capsnet.inference import ModelLoadError, Predictor
 from capsnet.model import CapsNet
 
 TEST, DRAWING = "Test digit", "Last drawing"
@@ -42,7 +34,6 @@ DEFAULTS = {state.ATTACK_SOURCE: TEST, state.ATTACK_CLASS: 0, state.ATTACK_POSIT
             state.ATTACK_EPSILON: 0.1, state.ATTACK_STEPS: 10, state.ATTACK_TARGET: UNTARGETED}
 SHARED = list(DEFAULTS)  # the page's choices, in its URL
 CURVE_DIGITS = attack.ATTACK_DIGITS  # a name tests can lower
-CARDS = {PRETRAINED_MODEL: PRETRAINED_CARD, FASHION_MODEL: FASHION_CARD, BASELINE_MODEL: BASELINE_CARD}
 
 
 @dataclass

@@ -26,17 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from capsnet.config import CNNConfig, ModelConfig
-from capsnet.files import write_bytes
-from capsnet.inference import (
+from capsnet.assets import (
     FASHION_CARD,
     FASHION_MODEL,
-    MODEL_SUFFIXES,
     MULTIMNIST_CARD,
     MULTIMNIST_MODEL,
     PRETRAINED_CARD,
     PRETRAINED_MODEL,
 )
+from capsnet.config import CNNConfig, ModelConfig
+from capsnet.files import write_bytes
+from capsnet.inference import MODEL_SUFFIXES
 from capsnet.rundir import ACTIVE_STATES, RunDir, list_runs, runs_root
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

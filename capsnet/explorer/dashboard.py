@@ -13,12 +13,11 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from capsnet.precision import Precision
-from capsnet.rundir import ACTIVE_STATES, RunDir
+from capsnet.rundir import ACCURACIES, ACTIVE_STATES, LOSSES, RunDir
 
 # Streamlit markdown colours per state (plain words in tables: emoji need fonts a headless browser may lack).
 STATE_COLORS = {"queued": "gray", "running": "blue", "stopping": "orange", "finished": "green", "stopped": "orange",
                 "failed": "red", "interrupted": "red", "missing": "gray"}
-LOSSES = (("loss", "total"), ("margin_loss", "margin"), ("recon_loss", "reconstruction"))
 DASHES = ("solid", "dash", "dot", "dashdot")
 
 
@@ -158,7 +157,7 @@ def curve_figures(runs: list[RunDir]) -> dict[str, go.Figure]:
         prefix = f"{run.name} · " if overlay else ""
         x_steps = [r.get("global_step") for r in steps]
         x_epochs = [r["epoch"] + 1 for r in epochs]
-        for j, (key, label) in enumerate(LOSSES):
+        for j, (key, label) in enumerate(LOSSES.items()):
             line = _style(i, j, overlay)
             figs["step_loss"].add_scatter(x=x_steps, y=[r.get(key) for r in steps], name=prefix + label,
                                           mode="lines+markers", marker_size=4, line=line)
@@ -168,7 +167,7 @@ def curve_figures(runs: list[RunDir]) -> dict[str, go.Figure]:
                 figs["epoch_loss"].add_scatter(x=x_epochs, y=[r.get(f"val_{key}") for r in epochs],
                                                name=f"val {label}", mode="lines+markers",
                                                line={**line, "dash": "dash"})
-        for j, (key, label) in enumerate((("accuracy", "train"), ("val_accuracy", "validation"))):
+        for j, (key, label) in enumerate(ACCURACIES.items()):
             line = _style(i, j, overlay)
             figs["accuracy"].add_scatter(x=x_epochs, y=[r.get(key) for r in epochs], name=prefix + label,
                                          mode="lines+markers", line=line)

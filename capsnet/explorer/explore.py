@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from capsnet.config import ModelConfig
+
+PAPER = ModelConfig()  # the paper's MNIST CapsNet, for callers that have no model at hand
+
 
 def edit_capsule(capsules: np.ndarray, digit: int, values: np.ndarray, absolute: bool) -> np.ndarray:
     """Digit capsules [classes, dims] with capsule `digit` replaced by `values` (absolute) or shifted by them."""
@@ -36,31 +40,30 @@ def one_per_class(labels: np.ndarray, classes: int = 10) -> np.ndarray:
     return np.array([int(np.flatnonzero(labels == c)[0]) for c in range(classes) if (labels == c).any()])
 
 
-def coupling_map(couplings: np.ndarray, digit: int, grid: int = 6) -> np.ndarray:
+def coupling_map(couplings: np.ndarray, digit: int, config: ModelConfig = PAPER) -> np.ndarray:
     """How strongly each position's primary capsules send their output to digit capsule `digit`, per routing round:
     `couplings` [routings, classes, grid*grid*types] -> [routings, grid, grid], the mean over the capsule types.
 
     PrimaryCapsule reshapes its [grid, grid, types*dims] convolution output to [grid*grid*types, dims], so capsule
     index = (row*grid + col)*types + type: the type varies fastest."""
     to_digit = np.asarray(couplings, np.float32)[:, digit, :]
-    routings, capsules = to_digit.shape
-    return to_digit.reshape(routings, grid, grid, capsules // (grid * grid)).mean(axis=-1)
+    grid = config.primary_grid
+    return to_digit.reshape(len(to_digit), grid, grid, config.primary_channels).mean(axis=-1)
 
 
 # --- the Routing page -----------------------------------------------------------------------------------------------
 
-def capsule_position(index: int, types: int, grid: int = 6) -> tuple[int, int, int]:
+def capsule_position(index: int, config: ModelConfig = PAPER) -> tuple[int, int, int]:
     """Primary capsule `index` -> (row, column, type): the layout `coupling_map` describes."""
-    position, capsule_type = divmod(int(index), types)
-    row, column = divmod(position, grid)
+    position, capsule_type = divmod(int(index), config.primary_channels)
+    row, column = divmod(position, config.primary_grid)
     return row, column, capsule_type
 
 
-def receptive_field(row: int, column: int, conv_kernel: int = 9, primary_kernel: int = 9,
-                    primary_strides: int = 2) -> tuple[int, int, int]:
+def receptive_field(row: int, column: int, config: ModelConfig = PAPER) -> tuple[int, int, int]:
     """The input pixels a primary capsule at (row, column) sees: (top, left, size) of a square. Its convolution
     reads `primary_kernel` conv1 outputs from `primary_strides * row`, and each of those reads `conv_kernel` pixels."""
-    return primary_strides * row, primary_strides * column, primary_kernel + conv_kernel - 1
+    return config.primary_strides * row, config.primary_strides * column, config.receptive_field
 
 
 def contributions(predictions: np.ndarray, couplings: np.ndarray, digit: int) -> np.ndarray:
@@ -81,17 +84,30 @@ def vote_projection(predictions: np.ndarray, couplings: np.ndarray, digit: int) 
     return ((votes - centre) @ components).astype(np.float32), ((agreed - centre) @ components).astype(np.float32)
 
 
-def sender_heatmap(sent: np.ndarray, types: int, image_size: int = 28, grid: int = 6, conv_kernel: int = 9,
-                   primary_kernel: int = 9, primary_strides: int = 2) -> np.ndarray:
-    """[image_size, image_size]: each primary capsule's contribution `sent` spread over its receptive field and
+def sender_heatmap(sent: np.ndarray, config: ModelConfig = PAPER) -> np.ndarray:
+    """[image size, image size]: each primary capsule's contribution `sent` spread over its receptive field and
     summed, scaled to [0, 1]: where in the input the winning capsule's votes come from."""
-    heat = np.zeros((image_size, image_size), np.float64)
-    per_position = np.asarray(sent, np.float64).reshape(grid, grid, types).sum(axis=-1)
+    grid, size = config.primary_grid, config.input_shape[0]
+    heat = np.zeros((size, size), np.float64)
+    per_position = np.asarray(sent, np.float64).reshape(grid, grid, config.primary_channels).sum(axis=-1)
     for row in range(grid):
         for column in range(grid):
-            top, left, size = receptive_field(row, column, conv_kernel, primary_kernel, primary_strides)
-            heat[top:top + size, left:left + size] += per_position[row, column] / size ** 2
+            top, left, side = receptive_field(row, column, config)
+            heat[top:top + side, left:left + side] += per_position[row, column] / side ** 2
     return (heat / heat.max() if heat.max() > 0 else heat).astype(np.float32)
+
+
+def top_senders(sent: np.ndarray, couplings: np.ndarray, config: ModelConfig, count: int) -> list[dict]:
+    """The `count` primary capsules that send the most to a class capsule (`sent`, `contributions`; `couplings`
+    [primary capsules], to that class): where each sits and which pixels it sees, as table rows."""
+    rows = []
+    for index in np.argsort(sent)[::-1][:count]:
+        row, column, kind = capsule_position(index, config)
+        top, left, size = receptive_field(row, column, config)
+        rows.append({"capsule": int(index), "position": f"({row}, {column})", "type": kind,
+                     "coupling": float(couplings[index]), "sent": float(sent[index]),
+                     "pixels": f"rows {top}–{top + size - 1}, cols {left}–{left + size - 1}"})
+    return rows
 
 
 def heat_overlay(image: np.ndarray, heat: np.ndarray) -> np.ndarray:

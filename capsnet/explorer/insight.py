@@ -9,9 +9,10 @@ import numpy as np
 import streamlit as st
 
 from capsnet import saliency
+from capsnet.assets import BASELINE_CARD, BASELINE_MODEL
 from capsnet.explorer import attacking, catalog, resources, state, views
 from capsnet.explorer.picker import ActiveModel
-from capsnet.inference import BASELINE_CARD, BASELINE_MODEL, RoutingTrace
+from capsnet.inference import RoutingTrace
 
 TYPE_COLUMNS = 8  # 32 capsule types as 4 rows of 8
 CONV1_COLUMNS = 16  # 256 conv1 maps as 16 rows of 16

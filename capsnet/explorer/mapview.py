@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from capsnet import projection
-from capsnet.config import digits_per_image
+from capsnet.config import ModelConfig, digits_per_image
 from capsnet.data import local_version
 from capsnet.explorer import catalog, picker, resources, state, views
 from capsnet.explorer.navigation import PAGES
@@ -24,7 +24,10 @@ SMALL_MAP = 1000  # the smaller map on offer, computed without asking (a name te
 MAX_SELECTED = 100  # selected digits kept (and carried by a link)
 MAX_SHOWN = 20  # of which shown as images with their reconstructions
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE"}
-KIND_NAMES = {"winning": "winning capsule (16-D)", "all": "all capsules (10×16)"}
+def kind_names(config: ModelConfig) -> dict[str, str]:
+    """What each kind of point is, for the model at hand: its winning capsule, or all its class capsules."""
+    return {"winning": f"winning capsule ({config.digit_dim}-D)",
+            "all": f"all capsules ({config.num_classes}×{config.digit_dim})"}
 # Plotly's (D3's) ten categorical colours: one per class
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
