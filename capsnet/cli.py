@@ -170,12 +170,12 @@ def build_parser() -> Parser:
     bench.add_argument("--profile", action="store_true",
                        help="also profile a training step per policy (and the yardstick's, with --reference): each "
                             "part's share (convolutions, capsules, decoder, loss, optimizer) and the convolutions' "
-                            "cap on the speedup over the yardstick (TensorFlow; capsnet/stepprofile.py)")
+                            "cap on the speedup over the yardstick (TensorFlow; capsnet/tools/stepprofile.py)")
     bench.add_argument("--init", action="store_true",
                        help="also compare W initialisations: initial capsule length, accuracy after 60 steps")
     bench.add_argument("--photos", action="store_true",
                        help="instead: the shipped model's accuracy on MNIST test digits rendered as phone photos and "
-                            "scans, read through the upload preprocessing (capsnet/photos.py)")
+                            "scans, read through the upload preprocessing (capsnet/tools/photos.py)")
     bench.add_argument("--digits", type=positive_int, help="with --photos: test digits per condition (default 100)")
     bench.add_argument("--baseline", metavar="PATH", type=existing_file,
                        help="with --photos: also read the same photos with the preprocessing module at PATH "
@@ -405,17 +405,17 @@ def cmd_manipulate(args) -> None:
 
 def cmd_bench(args) -> None:
     if args.photos:
-        from capsnet.photos import run_photo_benchmark
+        from capsnet.tools.photos import run_photo_benchmark
 
         print(json.dumps(run_photo_benchmark(args.digits, args.baseline), indent=2))
         return
-    from capsnet.bench import run_benchmark
+    from capsnet.tools.bench import run_benchmark
 
     results = run_benchmark(args.precision, args.steps, args.batch_size, args.accuracy, args.init, args.epoch,
                             args.reference)
     if args.profile:
-        from capsnet.bench import expand_precisions
-        from capsnet.stepprofile import run_profile
+        from capsnet.tools.bench import expand_precisions
+        from capsnet.tools.stepprofile import run_profile
 
         results["profile"] = run_profile(expand_precisions(args.precision), args.reference, batch_size=args.batch_size,
                                          cap_steps=args.steps)

@@ -223,7 +223,7 @@ def test_catalog_lists_finished_runs_only(app_env, one_routing_model, no_shipped
 
 
 def test_catalog_reads_the_shipped_model_card(app_env, random_model, monkeypatch):
-    """The card `python -m capsnet.publish` writes, as the Home page reads it."""
+    """The card `python -m capsnet.tools.publish` writes, as the Home page reads it."""
     card_path = app_env / "model_card.json"
     card_path.write_text(json.dumps({"test_accuracy": 0.9963, "date": "2026-11-25", "epochs_trained": 50,
                                      "config": {"model": {"routings": 3}}}))

@@ -12,8 +12,8 @@ from capsnet.data import Dataset
 from capsnet.evaluate import accuracy_report, class_scores, predict_all
 from capsnet.inference import load_capsnet, load_network
 from capsnet.model import CapsNet
-from capsnet.publish import publish
 from capsnet.sample import load_sample
+from capsnet.tools.publish import publish
 from capsnet.train import train
 
 

@@ -212,8 +212,8 @@ def test_multimnist_models_are_out_of_scope():
 
 
 def test_card_entries(mnist):
-    """What `python -m capsnet.publish` adds to a card: the curves on the first N test digits; nothing for a network
-    the attacks do not fit."""
+    """What `python -m capsnet.tools.publish` adds to a card: the curves on the first N test digits; nothing for a
+    network the attacks do not fit."""
     from capsnet.config import ModelConfig
     from capsnet.model import CapsNet
 

@@ -166,7 +166,8 @@ def test_primary_capsules_as_patches_on_jax_match_the_convolution(tmp_path):
         from capsnet import layers
         from capsnet.config import ModelConfig
         from capsnet.losses import compile_for_training
-        from capsnet.model import CapsNet, dtype_policy
+        from capsnet.model import CapsNet
+        from capsnet.precision import dtype_policy
 
         chosen = layers.convolve_as_matmul()
         x = np.random.default_rng(1).normal(size=(3, 20, 20, 16)).astype("float32")

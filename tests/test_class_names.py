@@ -22,9 +22,9 @@ from capsnet.explorer import catalog
 from capsnet.explorer.navigation import PAGES
 from capsnet.inference import load_network, saved_architecture
 from capsnet.model import CapsNet, save_model
-from capsnet.publish import SHIPPED, publish, target_of
 from capsnet.rundir import RunDir
 from capsnet.sample import load_sample
+from capsnet.tools.publish import SHIPPED, publish, target_of
 from capsnet.train import train
 
 NARROW = dict(conv_filters=16, primary_channels=4, decoder_units=(32, 64))  # fast to evaluate on 10,000 images

@@ -1,5 +1,5 @@
-"""The GPU check (`python -m capsnet.gpu_check`) rehearsed on the CPU under what the GPU machines carry: Python 3.12,
-JAX 0.11, no TensorFlow, and Keras 3.15 with namex and optree as carried wheels. `.ci/run` builds that environment
+"""The GPU check (`python -m capsnet.tools.gpu_check`) rehearsed on the CPU under what the GPU machines carry: Python
+3.12, JAX 0.11, no TensorFlow, and Keras 3.15 with namex and optree as carried wheels. `.ci/run` builds that environment
 (a venv of pyenv's Python 3.12 and a folder of wheels) in $CAPSNET_REHEARSAL_DIR; without it the test skips, unless
 CAPSNET_REQUIRE_REHEARSAL=1 (as in CI) makes it fail."""
 
@@ -44,8 +44,8 @@ def test_rehearsal_runs_the_whole_check_on_jax_without_tensorflow(rehearsal_pyth
     # `mnist` first: the rehearsal reads its subset through the data layer, from the sources this fixture prepared.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KERAS_BACKEND", "CAPSNET_DATA")}
     work, out = tmp_path / "work", tmp_path / "gpu_check.json"
-    result = subprocess.run([str(rehearsal_python), "-m", "capsnet.gpu_check", "--rehearse", "--wheels", str(WHEELS),
-                             "--work", str(work), "--out", str(out)],
+    result = subprocess.run([str(rehearsal_python), "-m", "capsnet.tools.gpu_check", "--rehearse",
+                             "--wheels", str(WHEELS), "--work", str(work), "--out", str(out)],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     report = json.loads(out.read_text())

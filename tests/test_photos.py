@@ -1,4 +1,4 @@
-"""The photo renderer (capsnet/photos.py) and the photo benchmark: deterministic, photo-like, and read right.
+"""The photo renderer (capsnet/tools/photos.py) and the photo benchmark: deterministic, photo-like, and read right.
 
 The preprocessing before photos were taken seriously read 74% of these photos (gradient 20%, shadow 13%, sheet edge
 7%: `python -m capsnet bench --photos --baseline OLD_PREPROCESS.py`); the thresholds below are well above that. The
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from capsnet import photos
 from capsnet.preprocess import from_upload, plain_from_upload, unblocked
+from capsnet.tools import photos
 
 SMALL_BENCH = 12  # digits per condition
 PHOTO_CONDITIONS = [c for c in photos.CONDITIONS if c not in photos.LOW_RES]

@@ -104,8 +104,8 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
 
 
 def test_bench_times_float32_alone_where_bfloat16_is_emulated(monkeypatch):
-    from capsnet import bench
     from capsnet.precision import Precision
+    from capsnet.tools import bench
 
     monkeypatch.setattr(bench, "resolve", lambda requested: Precision(AUTO, "float32", "this CPU has no native "
                                                                                        "bfloat16"))

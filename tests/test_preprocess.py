@@ -144,7 +144,7 @@ def with_and_without_desk(seed: int, count: int, index: int) -> list[np.ndarray]
     has a desk beyond the sheet's edge, through `from_upload`: as rendered, and rendered again without the desk."""
     import dataclasses
 
-    from capsnet import photos
+    from capsnet.tools import photos
 
     images, _ = photos.sample_digits(count, seed=seed)
     inputs = []

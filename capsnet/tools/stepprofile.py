@@ -25,7 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import keras
 
-from capsnet.bench import interleaved_throughput, reference_steps, training_step
+from capsnet.tools.bench import interleaved_throughput, reference_steps, training_step
 
 PARTS = ("convolutions", "capsules", "decoder", "loss_and_metrics", "optimizer", "other")
 
