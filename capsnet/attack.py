@@ -51,8 +51,8 @@ def input_gradient(objective: Callable, input_shape: Sequence[int], num_classes:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        # No XLA: on the development machine's CPU it took one digit's gradient from 0.13 s to 1.5 s. Any batch
-        # size: the sweeps go by hundreds, the page by one.
+        # No XLA: on a CPU it makes these gradients far slower, as it does training. Any batch size: the sweeps go
+        # by hundreds, the page by one.
         @tf.function(input_signature=[tf.TensorSpec((None, *input_shape), tf.float32),
                                       tf.TensorSpec((None, num_classes), tf.float32)])
         def gradient(x, one_hot):

@@ -151,13 +151,13 @@ class Predictor:
         self.net = net
         self.num_classes = net.config.num_classes
         image = (1, *net.config.input_shape)
-        # XLA is ruinous for training on CPU (~30x slower) but fuses the single-image forward pass well:
-        # 3.5 ms instead of 5.6 ms per classification on the 2-core development machine (TensorFlow).
+        # XLA is ruinous for training on a CPU but fuses the single-image forward pass well (README, "Interactive
+        # latency": `python -m capsnet bench` times both).
         self._classify = compile_function(lambda x: net.eval(x, training=False), [image], jit_compile)
         self._decode = compile_function(
             lambda capsules, one_hot: net.decoder([capsules, one_hot], training=False),
             [(1, self.num_classes, net.config.digit_dim), (1, self.num_classes)], jit_compile)
-        # Eager, the routing model took ~15 ms per image; compiled like the others, ~6 ms (it runs on every stroke).
+        # Compiled like the others: the routing pass runs on every stroke, and eager it is several times slower.
         self._route = compile_function(lambda x: net.routing(x, training=False), [image], jit_compile)
 
     def predict(self, image: np.ndarray) -> Prediction:

@@ -53,7 +53,7 @@ def compile_for_training(model: keras.Model, lr: float, lam_recon: float, image_
         loss={"length": margin_loss, "reconstruction": "mse"},
         loss_weights={"length": 1.0, "reconstruction": reconstruction_weight(lam_recon, image_shape, digits)},
         metrics={"length": ["categorical_accuracy" if digits == 1 else set_accuracy]},
-        # TensorFlow: XLA makes this model ~30x slower on a CPU. JAX compiles with XLA anyway; without jit it runs
-        # op by op, twice as slow (README, "JAX on a CPU").
+        # TensorFlow: XLA makes this model many times slower to train on a CPU (README, "Interactive latency").
+        # JAX compiles with XLA anyway; without jit it runs op by op, slower still (README, "JAX on a CPU").
         jit_compile=keras.backend.backend() == "jax",
     )

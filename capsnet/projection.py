@@ -92,8 +92,8 @@ def fit_pca(features: np.ndarray, components: int = 2) -> Basis:
     features = np.asarray(features, np.float64)
     mean = features.mean(axis=0)
     centred = features - mean
-    # The covariance's eigenvectors (dims x dims), on one thread: an SVD of the whole [10000, 160] array took
-    # 11-13 s on the shared 2-core machine, where BLAS threads wait on each other; this takes a fraction of that.
+    # The covariance's eigenvectors (dims x dims), on one thread: far cheaper than an SVD of the whole [n, dims]
+    # array, and BLAS threads that wait on each other on a busy machine only slow it down.
     with threadpool_limits(1):
         _, vectors = np.linalg.eigh(centred.T @ centred)
     axes = vectors[:, ::-1][:, :components]  # eigh sorts ascending
@@ -103,14 +103,14 @@ def fit_pca(features: np.ndarray, components: int = 2) -> Basis:
 
 def tsne(features: np.ndarray, seed: int = TSNE_SEED, perplexity: float = TSNE_PERPLEXITY) -> np.ndarray:
     """scikit-learn's t-SNE of `features` [n, dims] -> [n, 2] float32, seeded (the same input gives the same map)."""
-    from sklearn.manifold import TSNE  # scikit-learn takes ~1 s to import: only when a map is computed
+    from sklearn.manifold import TSNE  # scikit-learn is slow to import: only when a map is computed
 
     features = np.asarray(features, np.float32)
     if features.shape[1] > TSNE_INPUT_DIMS:
         features = fit_pca(features, TSNE_INPUT_DIMS).transform(features)
     perplexity = min(perplexity, (len(features) - 1) / 3)  # scikit-learn requires perplexity < n
-    # One thread: on the 2-core machine shared with training, OpenMP's two threads spin at every barrier while the
-    # other cores are busy (300 digits: 31-47 s with two threads, 2.2 s with one; 10,000: 326 s and 175 s).
+    # One thread: where the cores are busy (a training beside the app), OpenMP's threads spin at every barrier and
+    # take longer than one thread alone (README, "Capsule space": the timings).
     with threadpool_limits(1):
         points = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
                       random_state=seed).fit_transform(features)

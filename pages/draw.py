@@ -95,8 +95,8 @@ def draw_and_predict(model: picker.ActiveModel) -> None:
 
 
 def show_routing(model: picker.ActiveModel, image: np.ndarray, digit: int) -> None:
-    # An expander's body runs even when collapsed; the routing pass is one compiled forward pass (~6 ms), so that is
-    # cheaper than keeping its own open/closed state. Collapsed, it keeps the page short.
+    # An expander's body runs even when collapsed; the routing pass is one compiled forward pass, cheaper than
+    # keeping the expander's own open/closed state. Collapsed, it keeps the page short.
     with st.expander("How the capsules routed"):
         config = model.predictor.net.config
         st.caption(f"Each square is one of the {config.primary_grid}×{config.primary_grid} positions of the primary "

@@ -17,7 +17,8 @@ of the 16 numbers means.
 """
 )
 
-# Only now the heavy imports (TensorFlow, ~2.5 s on a fresh server): the title and the introduction are on screen.
+# Only now the heavy imports (TensorFlow takes seconds on a fresh server): the title and the introduction are on
+# screen.
 with st.spinner("Starting TensorFlow…"):
     from capsnet.config import DATASET_TITLES
     from capsnet.explorer import catalog, picker, views
