@@ -121,6 +121,14 @@ def check_free(devices: list[str], root: Path, exclude: RunDir | None = None) ->
                          "Stop it or wait for it to finish, or pick another device.")
 
 
+def gpu_range(first: str, count: int, gpus_seen: int) -> list[str]:
+    """`count` GPUs from device `first` ("gpu:<index>") on, or LaunchError where there are not that many."""
+    start = int(first.split(":")[1])
+    if start + count > gpus_seen:
+        raise LaunchError(f"{count} GPUs from {first.upper()} on: only {gpus_seen} GPU(s) exist")
+    return [f"gpu:{i}" for i in range(start, start + count)]
+
+
 # --- launch ---------------------------------------------------------------------------------------------------
 
 def train_args(params: dict[str, Any]) -> list[str]:

@@ -95,8 +95,7 @@ st.caption(f"Test accuracy on the first {resources.SWEEP_DIGITS:,} test images u
 stored = catalog.model_card(model.choice, model.predictor.net.config)["details"].get("affine_sweeps")
 baseline_card = catalog.read_json(BASELINE_CARD)
 baseline_stored = baseline_card.get("affine_sweeps")
-compare = (BASELINE_MODEL.is_file() and model.choice.path.resolve() != BASELINE_MODEL.resolve()
-           and baseline_card.get("data", {}).get("dataset", "mnist") == model.dataset)  # the CNN knows MNIST only
+compare = catalog.baseline_beside(model.choice, model.dataset)
 measured = st.session_state.setdefault(state.ROBUST_MEASURED, set())
 if (stored is None or compare and baseline_stored is None) and model.choice.key not in measured:
     st.button("Measure (about a minute per model on a CPU)", icon=":material/speed:",

@@ -75,14 +75,8 @@ def launch_form(root) -> None:
                "run or wait for it. The trainer is a separate process; it keeps going if you close this tab.")
     if not submitted:
         return
-    chosen = [device.key]
-    if device.key != launch.CPU and gpu_count > 1:
-        first = int(device.key.split(":")[1])
-        if first + gpu_count > gpus_seen:
-            flash("error", f"{gpu_count} GPUs from {device.key.upper()} on: only {gpus_seen} GPU(s) exist")
-            return
-        chosen = [f"gpu:{i}" for i in range(first, first + gpu_count)]
     try:
+        chosen = [device.key] if device.key == launch.CPU else launch.gpu_range(device.key, gpu_count, gpus_seen)
         run = launch.launch(params, label=label, devices=chosen, root=root)
     except (launch.LaunchError, ValueError, OSError) as error:
         flash("error", str(error))

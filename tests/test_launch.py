@@ -129,3 +129,9 @@ def test_stop_while_starting_then_resume_starts_over(runs):
     wait_state(run, ("finished",), timeout=120)
     assert_logged_once(run, epochs=1, steps_per_epoch=4)
     assert run.stdout_file.read_text().count("=== ") == 2  # both attempts logged to the same stdout.log
+
+
+def test_a_gpu_range_is_the_gpus_from_the_chosen_one_on():
+    assert launch.gpu_range("gpu:1", 2, gpus_seen=4) == ["gpu:1", "gpu:2"]
+    with pytest.raises(launch.LaunchError, match="3 GPUs from GPU:2 on: only 4 GPU"):
+        launch.gpu_range("gpu:2", 3, gpus_seen=4)

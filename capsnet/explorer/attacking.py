@@ -261,18 +261,11 @@ def measured_curves(path: str, version: float, count: int) -> dict:
     return attack.measure(net, digits.images[:count], digits.labels[:count])
 
 
-def baseline_for(network: AttackedNetwork) -> bool:
-    """Whether the shipped CNN belongs beside this model: it exists, is another file, and knows this dataset."""
-    card = catalog.read_json(BASELINE_CARD)
-    return (BASELINE_MODEL.is_file() and network.choice.path.resolve() != BASELINE_MODEL.resolve()
-            and card.get("data", {}).get("dataset", "mnist") == network.dataset)
-
-
 def curves_to_show(network: AttackedNetwork) -> dict[str, dict] | None:
     """{label: curves} for the figure: the active model's and the shipped CNN's beside it, from the cards, or
     measured where this session asked; None while a model without stored curves waits for that request."""
     own = stored_curves(network.choice)
-    compare = baseline_for(network)
+    compare = catalog.baseline_beside(network.choice, network.dataset)
     baseline = catalog.read_json(BASELINE_CARD).get("attack_curves") if compare else None
     measured = st.session_state.setdefault(state.ATTACK_MEASURED, set())
     if (own is None or compare and baseline is None) and network.choice.key not in measured:

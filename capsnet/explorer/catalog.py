@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from capsnet.assets import (
+    BASELINE_CARD,
+    BASELINE_MODEL,
     FASHION_CARD,
     FASHION_MODEL,
     MULTIMNIST_CARD,
@@ -172,3 +174,11 @@ def format_time(value: Any) -> str | None:
     if isinstance(value, (int, float)) and value > 0:
         return datetime.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M")
     return str(value) if value else None
+
+
+def baseline_beside(choice: ModelChoice, dataset: str) -> bool:
+    """Whether the shipped baseline CNN belongs beside this model on a comparison: it exists, is another file, and
+    was trained on the model's dataset (it knows MNIST only)."""
+    card = read_json(BASELINE_CARD)
+    return (BASELINE_MODEL.is_file() and choice.path.resolve() != BASELINE_MODEL.resolve()
+            and card.get("data", {}).get("dataset", "mnist") == dataset)
