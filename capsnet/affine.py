@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-SIZE = 28
+from capsnet.config import DIGIT_SIZE
+
+SIZE = DIGIT_SIZE
 
 
 @dataclass(frozen=True)

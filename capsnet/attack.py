@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from capsnet.config import DIGIT_SIZE
+
 ATTACK_DIGITS = 1000  # the first test digits the curves are measured on (model cards, the Attack page, the CLI)
 EPSILONS = (0.05, 0.1, 0.2, 0.3)  # the curves' epsilons: MNIST's usual L-inf budgets reach 0.3
 PGD_STEPS = 5  # the curves' PGD: a few steps, so that 1,000 digits take minutes, not hours, on a CPU
@@ -333,7 +335,7 @@ def applies_to(net: keras.Model) -> bool:
     """Whether these attacks and curves fit `net`: one object per image, MNIST-sized (not a MultiMNIST model)."""
     config = getattr(net, "config", None)
     return config is None or (getattr(config, "dataset", "mnist") != "multimnist"
-                              and tuple(config.input_shape[:2]) == (28, 28))
+                              and tuple(config.input_shape[:2]) == (DIGIT_SIZE, DIGIT_SIZE))
 
 
 def attack_card_entries(net: keras.Model, data, digits: int = ATTACK_DIGITS) -> dict:

@@ -377,7 +377,7 @@ def cmd_manipulate(args) -> None:
     from capsnet import multimnist
     from capsnet.config import class_names
     from capsnet.data import load_dataset
-    from capsnet.evaluate import manipulation_grid, pick_example, predict_all
+    from capsnet.evaluate import MANIPULATION_OFFSETS, manipulation_grid, pick_example, predict_all
     from capsnet.imaging import save_png
 
     net = load_for_cli(args)
@@ -393,14 +393,16 @@ def cmd_manipulate(args) -> None:
     else:
         lengths, _, capsules = predict_all(net, data.x_test[:candidates])
         pick = partial(pick_example, lengths, data.y_test[:candidates])
-    digits = range(10) if args.digit == "all" else [int(args.digit)]
+    if args.digit != "all" and int(args.digit) >= len(classes):
+        raise UserError(f"--digit {args.digit}: this model has {len(classes)} classes (0-{len(classes) - 1})")
+    digits = range(len(classes)) if args.digit == "all" else [int(args.digit)]
     for digit in digits:
         index = pick(digit)
         grid = manipulation_grid(net, capsules[index], digit)
         path = save_png(grid, save_dir / f"manipulate-{digit}.png")
         name = f"digit {digit}" if classes[digit] == str(digit) else f"class {digit} ({classes[digit]})"
-        print(f"{name} (test {'pair' if dataset == 'multimnist' else 'image'} {index}): 16 dimensions x 11 offsets "
-              f"-> {path}")
+        print(f"{name} (test {'pair' if dataset == 'multimnist' else 'image'} {index}): "
+              f"{net.config.digit_dim} dimensions x {len(MANIPULATION_OFFSETS)} offsets -> {path}")
 
 
 def cmd_bench(args) -> None:

@@ -25,13 +25,14 @@ CLASS_NAMES = {
 }
 # MultiMNIST (capsnet.multimnist) is made of MNIST's digits: two to an image, each shifted within a 36x36 frame.
 SOURCE_DATASET = {"multimnist": "mnist"}
-IMAGE_SIZE = {"multimnist": 36}  # others: 28
+DIGIT_SIZE = 28  # MNIST's and Fashion-MNIST's images: what every data source yields, and what the pages draw
+IMAGE_SIZE = {"multimnist": 36}  # others: DIGIT_SIZE
 DIGITS_PER_IMAGE = {"multimnist": 2}  # others: 1
 
 
 def image_shape(dataset: str) -> tuple[int, int, int]:
     """The input shape of a network trained on `dataset`."""
-    size = IMAGE_SIZE.get(dataset, 28)
+    size = IMAGE_SIZE.get(dataset, DIGIT_SIZE)
     return (size, size, 1)
 
 

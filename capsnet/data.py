@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capsnet.config import DATASETS, SOURCE_DATASET
+from capsnet.config import DATASETS, DIGIT_SIZE, SOURCE_DATASET
 from capsnet.files import write_bytes, written_whole
 
 IDX_NAMES = {
@@ -141,10 +141,12 @@ def check_arrays(arrays: dict[str, np.ndarray], origin: str) -> Dataset:
     for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         if x.ndim == 4 and x.shape[-1] == 1:
             x = x[..., 0]
-        if x.ndim != 3 or x.shape[1:] != (28, 28) or len(x) != len(y):
-            raise ValueError(f"{origin}: {name} images have shape {x.shape} for {len(y)} labels; expected [n, 28, 28]")
-    return Dataset(x_train.reshape(-1, 28, 28).astype(np.uint8), y_train.astype(np.int64),
-                   x_test.reshape(-1, 28, 28).astype(np.uint8), y_test.astype(np.int64), origin)
+        if x.ndim != 3 or x.shape[1:] != (DIGIT_SIZE, DIGIT_SIZE) or len(x) != len(y):
+            raise ValueError(f"{origin}: {name} images have shape {x.shape} for {len(y)} labels; "
+                             f"expected [n, {DIGIT_SIZE}, {DIGIT_SIZE}]")
+    square = (-1, DIGIT_SIZE, DIGIT_SIZE)
+    return Dataset(x_train.reshape(square).astype(np.uint8), y_train.astype(np.int64),
+                   x_test.reshape(square).astype(np.uint8), y_test.astype(np.int64), origin)
 
 
 # --- sources --------------------------------------------------------------------------------------------------
@@ -208,7 +210,7 @@ def convert_mirror_pickle(pickle_path: Path) -> dict[str, np.ndarray]:
         train, valid, test = pickle.load(f, encoding="latin1")
 
     def to_uint8(x: np.ndarray) -> np.ndarray:
-        return np.clip(np.round(np.asarray(x) * 256), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+        return np.clip(np.round(np.asarray(x) * 256), 0, 255).astype(np.uint8).reshape(-1, DIGIT_SIZE, DIGIT_SIZE)
 
     return dict(
         x_train=np.concatenate([to_uint8(train[0]), to_uint8(valid[0])]),

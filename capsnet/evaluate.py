@@ -6,6 +6,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from capsnet.config import DIGIT_SIZE
 from capsnet.imaging import tile, to_float
 from capsnet.model import CapsNet
 
@@ -27,7 +28,7 @@ def class_scores(net: keras.Model, images: np.ndarray, batch_size: int = 250) ->
     return net.eval.predict(as_model_input(images, net.config.input_shape), batch_size=batch_size, verbose=0)
 
 
-def as_model_input(images: np.ndarray, input_shape: tuple[int, ...] = (28, 28, 1)) -> np.ndarray:
+def as_model_input(images: np.ndarray, input_shape: tuple[int, ...] = (DIGIT_SIZE, DIGIT_SIZE, 1)) -> np.ndarray:
     """A batch of images, [n, h, w] or [n, h, w, 1] (the model's size), uint8 or floats in [0, 1] -> the model's
     float32 input. Anything else raises a ValueError that says what came (`imaging.to_float` converts)."""
     x = to_float(images)

@@ -11,6 +11,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from capsnet.config import DIGIT_SIZE
+
 M_PLUS = 0.9
 M_MINUS = 0.1
 DOWN_WEIGHT = 0.5
@@ -41,11 +43,11 @@ def reconstruction_weight(lam_recon: float, image_shape: tuple[int, ...], digits
     """The MSE weight that makes the reconstruction loss 0.0005 * SSE (the paper's) for any image size and any number
     of digits per image, `lam_recon` being that weight for one 28x28 image (0.392 = 0.0005 * 784)."""
     values = digits * int(np.prod(image_shape))
-    return lam_recon * values / 784
+    return lam_recon * values / DIGIT_SIZE ** 2
 
 
-def compile_for_training(model: keras.Model, lr: float, lam_recon: float, image_shape: tuple[int, ...] = (28, 28, 1),
-                         digits: int = 1) -> None:
+def compile_for_training(model: keras.Model, lr: float, lam_recon: float,
+                         image_shape: tuple[int, ...] = (DIGIT_SIZE, DIGIT_SIZE, 1), digits: int = 1) -> None:
     """Adam + margin loss on lengths + the reconstruction MSE weighted as the paper's 0.0005 * SSE, with accuracy on
     the lengths (for several digits per image, `set_accuracy`: all of them must be the longest capsules)."""
     model.compile(

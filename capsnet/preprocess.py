@@ -27,7 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-SIZE = 28  # the network's input
+from capsnet.config import DIGIT_SIZE
+
+SIZE = DIGIT_SIZE  # the network's input
 BOX = 20  # MNIST's size normalisation: the longer side of the ink's bounding box
 IMAGE_TYPES = ("png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff")  # file extensions the uploaders accept
 MAX_UPLOAD_MB = 25  # a phone's photo is 2-12 MB; a larger image file is refused unread (the uploaders say so first)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from capsnet.assets import SAMPLES
-from capsnet.config import DATASETS, SOURCE_DATASET
+from capsnet.config import CLASS_NAMES, DATASETS, SOURCE_DATASET
 from capsnet.data import DataUnavailable, load_dataset
 
 
@@ -48,7 +48,8 @@ def write_sample(dataset: str = "mnist", per_class: int = 100) -> Path:
     """The first `per_class` test images of each class, in test-set order, compressed, into SAMPLES[dataset]."""
     path = SAMPLES[dataset]
     data = load_dataset(dataset)
-    indices = np.sort(np.concatenate([np.flatnonzero(data.y_test == d)[:per_class] for d in range(10)]))
+    classes = range(len(CLASS_NAMES[dataset]))
+    indices = np.sort(np.concatenate([np.flatnonzero(data.y_test == c)[:per_class] for c in classes]))
     np.savez_compressed(path, x=data.x_test[indices], y=data.y_test[indices].astype(np.uint8),
                         index=indices.astype(np.int32))
     return path

@@ -78,7 +78,8 @@ def draw_and_predict(model: picker.ActiveModel) -> None:
         st.markdown(f"## Prediction: {classes[digit]}")
         st.caption(f"capsule length {prediction.lengths[digit]:.3f} (a capsule's length is its probability)")
         columns = st.columns(3)
-        views.show_digit(image, "what the model sees (28×28)", scale=5, where=columns[0], alt="model input")
+        side = len(image)
+        views.show_digit(image, f"what the model sees ({side}×{side})", scale=5, where=columns[0], alt="model input")
         views.show_digit(prediction.reconstruction, f"reconstruction from capsule {classes[digit]}", scale=5,
                          where=columns[1], alt="reconstruction")
         other = st.segmented_control("Reconstruct as another class", list(range(len(classes))), key=state.AS_CLASS,

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from capsnet import projection
-from capsnet.config import ModelConfig, digits_per_image
+from capsnet.config import DIGIT_SIZE, ModelConfig, digits_per_image
 from capsnet.data import local_version
 from capsnet.explorer import catalog, picker, resources, state, views
 from capsnet.explorer.navigation import PAGES
@@ -55,7 +55,8 @@ def require_capsule_model() -> picker.ActiveModel:
                     st.stop()
         views.no_model_hint()
         st.stop()
-    if digits_per_image(model.dataset) > 1 or tuple(model.predictor.net.config.input_shape[:2]) != (28, 28):
+    height, width = model.predictor.net.config.input_shape[:2]
+    if digits_per_image(model.dataset) > 1 or (height, width) != (DIGIT_SIZE, DIGIT_SIZE):
         st.info(f"The active model, {model.choice.label}, reads two overlapping digits in each 36×36 image "
                 "(MultiMNIST), so an image is not one point of one class: the Map places single digits. Pick the "
                 "MNIST or Fashion-MNIST CapsNet in the sidebar to map capsule space"

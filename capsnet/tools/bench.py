@@ -34,17 +34,19 @@ def median_seconds(fn, repeats: int, warmup: int) -> float:
     return float(np.median(times))
 
 
-def random_batch(batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def random_batch(batch_size: int, config: ModelConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Random images and one-hot labels of the shape `config` (default: the paper's MNIST CapsNet) takes."""
+    config = config or ModelConfig()
     rng = np.random.default_rng(0)
-    x = rng.random((batch_size, 28, 28, 1), dtype=np.float32)
-    return x, keras.utils.to_categorical(rng.integers(0, 10, batch_size), 10)
+    x = rng.random((batch_size, *config.input_shape), dtype=np.float32)
+    return x, keras.utils.to_categorical(rng.integers(0, config.num_classes, batch_size), config.num_classes)
 
 
 def training_step(precision: str, batch_size: int = 100, config: ModelConfig | None = None) -> Callable[[], object]:
     """One full training step of ours (forward, backward, Adam update) on a fixed random batch."""
     net = CapsNet(config, precision)
     compile_for_training(net.train, 1e-3, 0.392)
-    x, y = random_batch(batch_size)
+    x, y = random_batch(batch_size, net.config)
     return lambda: net.train.train_on_batch([x, y], {"length": y, "reconstruction": x})
 
 
@@ -74,7 +76,7 @@ def interleaved_throughput(steps: dict[str, Callable[[], object]], batch_size: i
 def inference_latency(precision: str = "float32", repeats: int = 200) -> dict[str, float]:
     """Median milliseconds of one classify+reconstruct and one decode, with and without XLA."""
     net = CapsNet(precision=precision)
-    image = np.random.default_rng(0).random((28, 28), dtype=np.float32)
+    image = np.random.default_rng(0).random(ModelConfig().input_shape[:2], dtype=np.float32)
     results = {}
     for jit, suffix in ((True, ""), (False, "_without_xla")):
         predictor = Predictor(net, jit_compile=jit)
@@ -157,7 +159,7 @@ def initialisation_check(steps: int = 60, batch_size: int = 100) -> dict:
     data = load_dataset("mnist")
     n = steps * batch_size
     x = to_float(data.x_train[:n])[..., None]
-    y = keras.utils.to_categorical(data.y_train[:n], 10)
+    y = keras.utils.to_categorical(data.y_train[:n], ModelConfig().num_classes)
     results = {}
     for name in ("normal_0.05", "glorot_uniform"):
         keras.utils.set_random_seed(0)
