@@ -201,7 +201,7 @@ class TrainConfig:
                                       "size (0.1 = 2 pixels; MultiMNIST shifts each digit by up to 4 pixels instead)",
                                       low=0.0, high=0.5, step=0.01)
     subset: int | None = parameter(None, "Subset", "train on the first N training images only: quick trials",
-                                   low=1, integer=True, unset="all training images", step=100)
+                                   low=1, integer=True, unset="all images", step=100)
     precision: str = parameter(AUTO_PRECISION, "Precision", "auto: mixed bfloat16 where the device computes "
                                "bfloat16 natively (GPUs of compute capability 8.0+, CPUs with AVX512_BF16, AMX or "
                                "arm64 BF16), float32 elsewhere, where bfloat16 is emulated and slow",
