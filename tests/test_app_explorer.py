@@ -25,6 +25,8 @@ from capsnet.model import CapsNet, save_model
 from capsnet.rundir import RunDir
 from capsnet.sample import load_sample
 
+pytestmark = pytest.mark.slow  # the app, processes or trainings: `pytest -m "not slow"` skips it
+
 TIMEOUT = 300  # the first Reconstruct run or a map classifies 1,000 test digits, on a CPU that may be training
 EXPLORER_PAGES = [PAGES["draw"], PAGES["routing"], PAGES["robustness"], PAGES["reconstruct"], PAGES["latent"]]
 

@@ -22,6 +22,8 @@ from capsnet.explorer.navigation import PAGES
 from capsnet.model import CapsNet, save_model
 from capsnet.sample import load_test_digits
 
+pytestmark = pytest.mark.slow  # the app, processes or trainings: `pytest -m "not slow"` skips it
+
 SMALL = 150
 
 

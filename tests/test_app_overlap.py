@@ -13,6 +13,8 @@ from capsnet.explorer import state
 from capsnet.explorer.navigation import PAGES
 from capsnet.model import build_network, save_model
 
+pytestmark = pytest.mark.slow  # the app, processes or trainings: `pytest -m "not slow"` skips it
+
 
 @pytest.fixture(scope="module")
 def pair_model(tmp_path_factory):

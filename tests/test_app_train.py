@@ -17,6 +17,8 @@ from capsnet.explorer import catalog, state
 from capsnet.explorer.navigation import PAGES
 from capsnet.rundir import RunDir, list_runs
 
+pytestmark = pytest.mark.slow  # the app, processes or trainings: `pytest -m "not slow"` skips it
+
 
 @pytest.fixture(autouse=True)
 def own_folders(tmp_path, monkeypatch, no_shipped_models):

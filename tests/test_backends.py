@@ -15,6 +15,8 @@ from capsnet.config import ModelConfig
 from capsnet.inference import Predictor, load_capsnet
 from capsnet.model import CapsNet, save_model
 
+pytestmark = pytest.mark.slow  # the app, processes or trainings: `pytest -m "not slow"` skips it
+
 jax = pytest.importorskip("jax", reason="the JAX backend's tests need jax (requirements-dev.txt installs it)")
 
 # A narrow network: XLA on this CPU trains the paper's one at ~4 samples/s.

@@ -9,7 +9,7 @@ import time
 import pytest
 from test_browser_explorer import assert_no_exception, settle, sidebar_pages
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_an_attack_link_and_the_epsilon_slider(streamlit_app, browser_page, tmp_path):

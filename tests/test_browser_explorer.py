@@ -24,7 +24,7 @@ import time
 import pytest
 from conftest import CHROMIUM_FLAGS, REPO, StreamlitServer
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # Every page by its URL (st.navigation in app.py), and its title.
 PAGES = {"/": "CapsNet Explorer", "/draw": "Draw a digit", "/routing": "Routing by agreement",

@@ -12,7 +12,7 @@ import time
 import pytest
 from conftest import CHROMIUM_FLAGS, REPO, StreamlitServer
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TIMINGS: dict[str, object] = {}
 PLOT = "[data-testid=stPlotlyChart] .js-plotly-plot"

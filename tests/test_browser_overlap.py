@@ -10,7 +10,7 @@ import pytest
 from capsnet.config import ModelConfig, TrainConfig
 from capsnet.model import build_network, save_model
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PAD = "canvas.upper-canvas"  # streamlit-drawable-canvas' pointer layer
 

@@ -12,7 +12,7 @@ from train_support import TINY, assert_logged_once, write_tiny_mnist
 from capsnet import launch
 from capsnet.rundir import list_runs
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ import pytest
 from PIL import Image
 from train_support import write_tiny_mnist
 
+pytestmark = pytest.mark.slow  # the app, processes or trainings: `pytest -m "not slow"` skips it
+
 REPO = Path(__file__).resolve().parent.parent
 
 

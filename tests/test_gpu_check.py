@@ -13,6 +13,8 @@ from conftest import REPO
 
 from capsnet.rundir import RunDir, pid_alive
 
+pytestmark = pytest.mark.slow  # the app, processes or trainings: `pytest -m "not slow"` skips it
+
 REHEARSAL_DIR = Path(os.environ.get("CAPSNET_REHEARSAL_DIR") or Path.home() / ".cache" / "capsnet-gpu-rehearsal")
 PYTHON = REHEARSAL_DIR / "venv" / "bin" / "python"
 WHEELS = REHEARSAL_DIR / "wheels"

@@ -33,6 +33,8 @@ from capsnet.model import CapsNet
 from capsnet.rundir import RunDir, pid_alive
 from capsnet.train import restore_training_state, train
 
+pytestmark = pytest.mark.slow  # the app, processes or trainings: `pytest -m "not slow"` skips it
+
 # 200 images in batches of 50, validated on 100: 4 steps (~1 s each on a busy 2-core CPU) and a second per epoch.
 PARAMS = {"subset": 200, "batch_size": 50, "epochs": 4, "log_every": 1}
 STEPS = 4

@@ -17,6 +17,8 @@ from train_support import (
 from capsnet import launch
 from capsnet.rundir import RunDir
 
+pytestmark = pytest.mark.slow  # the app, processes or trainings: `pytest -m "not slow"` skips it
+
 
 @pytest.fixture
 def runs(mnist, tmp_path, monkeypatch):

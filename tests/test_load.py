@@ -14,7 +14,7 @@ import os
 import pytest
 from load_sessions import CHROMIUM_FLAGS, INIT_JS, SHIPPED_MODEL_MB, Failed, Session, run_load, summary, verdict
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SESSIONS = 20
 ROUNDS = int(os.environ.get("CAPSNET_LOAD_ROUNDS", "1"))  # the README's figures: tests/load_sessions.py, more rounds

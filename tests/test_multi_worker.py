@@ -23,6 +23,8 @@ from train_support import write_tiny_mnist
 
 from capsnet.rundir import RunDir
 
+pytestmark = pytest.mark.slow  # the app, processes or trainings: `pytest -m "not slow"` skips it
+
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = ["--subset", "200", "--batch_size", "50", "--precision", "float32", "--log_every", "1"]
 

@@ -15,6 +15,8 @@ from capsnet.inference import Predictor, load_capsnet
 from capsnet.rundir import RunDir
 from capsnet.train import TrainingDiverged, train
 
+pytestmark = pytest.mark.slow  # the app, processes or trainings: `pytest -m "not slow"` skips it
+
 
 @pytest.fixture(autouse=True)
 def restore_policy():

@@ -20,6 +20,8 @@ from capsnet.explorer.navigation import PAGES
 from capsnet.precision import auto_for
 from capsnet.rundir import RunDir, list_runs
 
+pytestmark = pytest.mark.slow  # the app, processes or trainings: `pytest -m "not slow"` skips it
+
 
 @pytest.fixture
 def runs_root(mnist, tmp_path, monkeypatch, no_shipped_models):
