@@ -17,8 +17,10 @@ MULTIMNIST_MODEL = ASSETS / "capsnet_multimnist.keras"
 MULTIMNIST_CARD = ASSETS / "capsnet_multimnist_card.json"
 BASELINE_MODEL = ASSETS / "cnn.keras"  # the baseline CNN the Robustness and Attack pages compare with
 BASELINE_CARD = ASSETS / "cnn_card.json"
-CARDS = {PRETRAINED_MODEL: PRETRAINED_CARD, FASHION_MODEL: FASHION_CARD, MULTIMNIST_MODEL: MULTIMNIST_CARD,
-         BASELINE_MODEL: BASELINE_CARD}
+# Each shipped model by the name `python -m capsnet.tools.publish --target` gives it: (model file, card).
+SHIPPED = {"capsnet": (PRETRAINED_MODEL, PRETRAINED_CARD), "fashion": (FASHION_MODEL, FASHION_CARD),
+           "multimnist": (MULTIMNIST_MODEL, MULTIMNIST_CARD), "cnn": (BASELINE_MODEL, BASELINE_CARD)}
+CARDS = dict(SHIPPED.values())  # model file -> its card
 
 # The first 100 test images of each class (`python -m capsnet.sample`); MultiMNIST's pairs are made of MNIST's.
 SAMPLES = {"mnist": ASSETS / "test_digits.npz", "fashion_mnist": ASSETS / "fashion_mnist_test_sample.npz",

@@ -14,7 +14,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from test_cli import capsnet
 
-from capsnet.assets import FASHION_CARD, FASHION_MODEL, SAMPLES
+from capsnet.assets import FASHION_CARD, FASHION_MODEL, SAMPLES, SHIPPED
 from capsnet.config import CLASS_NAMES, DATASETS, ModelConfig, TrainConfig, class_names
 from capsnet.data import Dataset, load_dataset
 from capsnet.evaluate import accuracy_report, class_scores
@@ -24,7 +24,7 @@ from capsnet.inference import load_network, saved_architecture
 from capsnet.model import CapsNet, save_model
 from capsnet.rundir import RunDir
 from capsnet.sample import load_sample
-from capsnet.tools.publish import SHIPPED, publish, target_of
+from capsnet.tools.publish import publish, target_of
 from capsnet.train import train
 
 NARROW = dict(conv_filters=16, primary_channels=4, decoder_units=(32, 64))  # fast to evaluate on 10,000 images

@@ -25,16 +25,7 @@ import numpy as np
 
 from capsnet import multimnist
 from capsnet.affine import SWEEP_DIGITS, accuracy_sweeps
-from capsnet.assets import (
-    BASELINE_CARD,
-    BASELINE_MODEL,
-    FASHION_CARD,
-    FASHION_MODEL,
-    MULTIMNIST_CARD,
-    MULTIMNIST_MODEL,
-    PRETRAINED_CARD,
-    PRETRAINED_MODEL,
-)
+from capsnet.assets import PRETRAINED_CARD, PRETRAINED_MODEL, SHIPPED
 from capsnet.attack import attack_card_entries
 from capsnet.config import digits_per_image
 from capsnet.data import Dataset, load_dataset
@@ -43,10 +34,6 @@ from capsnet.imaging import to_uint8
 from capsnet.inference import load_network
 from capsnet.model import save_model
 from capsnet.rundir import RunDir
-
-# Where each kind of shipped model lives: (model file, card).
-SHIPPED = {"capsnet": (PRETRAINED_MODEL, PRETRAINED_CARD), "fashion": (FASHION_MODEL, FASHION_CARD),
-           "multimnist": (MULTIMNIST_MODEL, MULTIMNIST_CARD), "cnn": (BASELINE_MODEL, BASELINE_CARD)}
 
 
 def target_of(config: dict) -> str:
