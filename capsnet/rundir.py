@@ -216,7 +216,9 @@ class RunDir:
             buffer.append(",".join("" if record.get(c) is None else f"{record[c]:.6g}" for c in EPOCH_COLUMNS))
         write_text(self.log_csv, "\n".join(buffer) + "\n")
         if epochs:
-            plot_epoch_log(epochs, self.log_png)
+            from capsnet.runplot import plot_epoch_log  # Matplotlib, only where a run writes its plot
+
+            plot_epoch_log(epochs, self.log_png, [*LOSSES, "val_loss"], list(ACCURACIES))
         else:  # a run that starts over
             self.log_png.unlink(missing_ok=True)
 
@@ -297,29 +299,3 @@ def list_runs(root: str | Path | None = None) -> list[RunDir]:
         return []
     runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and RUN_NAME.fullmatch(p.name)]
     return sorted((r for r in runs if r.exists()), key=lambda r: r.name, reverse=True)
-
-
-def plot_epoch_log(epochs: list[dict[str, Any]], path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    x = [r["epoch"] + 1 for r in epochs]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in (*LOSSES, "val_loss"):
-        if all(key in r for r in epochs):
-            loss_ax.plot(x, [r[key] for r in epochs], label=key)
-    loss_ax.set(xlabel="epoch", title="losses", yscale="log")
-    loss_ax.legend()
-    for key in ACCURACIES:
-        if all(key in r for r in epochs):
-            acc_ax.plot(x, [r[key] for r in epochs], label=key)
-    acc_ax.set(xlabel="epoch", title="accuracy")
-    acc_ax.legend()
-    fig.tight_layout()
-    with written_whole(path) as partial:
-        fig.savefig(partial, dpi=100)
-    plt.close(fig)
