@@ -41,6 +41,7 @@ def test_translations_have_the_same_length_in_different_directions():
     assert len({tuple(np.round(c)) for c in centroids}) > 5  # directions differ from image to image
 
 
+@pytest.mark.slow
 def test_accuracy_falls_as_the_transformations_grow():
     sample = load_sample()
     images, labels = sample.images[:60], sample.labels[:60]

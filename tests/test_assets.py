@@ -51,6 +51,7 @@ def test_shipped_baseline_cnn_reproduces_its_card(mnist):
     assert rotation["accuracy"][rotation["values"].index(0.0)] == pytest.approx(first_thousand, abs=0.002)
 
 
+@pytest.mark.slow
 def test_publish_writes_a_model_file_and_a_truthful_card(mnist, tmp_path):
     """On a narrow CapsNet, which evaluates the 10,000 test images quickly; the paper's size is checked apart."""
     assert CapsNet().eval.count_params() == 8215568

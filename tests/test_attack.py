@@ -135,6 +135,7 @@ def shipped_capsnet():
     return load_network()
 
 
+@pytest.mark.slow
 def test_sweeps_on_the_shipped_capsnet(shipped_capsnet, mnist):
     images, labels = mnist.x_test[:24], mnist.y_test[:24]
     curves = attack.measure(shipped_capsnet, images, labels, epsilons=(0.0, 0.3), pgd_steps=3)
@@ -164,6 +165,7 @@ def test_the_cnn_is_attacked_through_its_logits(mnist):
     assert curves["detection"] is None and "flagged" not in curves["attacks"]["pgd"]  # no reconstruction
 
 
+@pytest.mark.slow
 def test_cli_prints_the_curves(tmp_path, mnist):
     data = write_tiny_mnist(mnist, tmp_path / "data", n_test=12)
     result = capsnet("test", "--attack", "-w", BASELINE_MODEL, "--save_dir", tmp_path / "out", data=data)
@@ -175,6 +177,7 @@ def test_cli_prints_the_curves(tmp_path, mnist):
     assert "attack: pgd eps=0.3" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_attack_runs_on_jax(tmp_path):
     """The same hand-checked FGSM and PGD with Keras on JAX, in a process where TensorFlow cannot be imported."""
     pytest.importorskip("jax")

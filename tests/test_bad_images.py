@@ -190,6 +190,7 @@ def predictor():
     return Predictor(load_capsnet())
 
 
+@pytest.mark.slow
 def test_uint8_digits_are_converted_once(predictor):
     """`assets/test_digits.npz` and the data layer hold uint8 pixels. Passed as they are, they once went in as
     0-255 floats: 29 of these 50 digits were read right. Now uint8 is divided by 255 in the one place that converts

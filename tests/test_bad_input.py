@@ -358,6 +358,7 @@ def test_a_folder_or_a_missing_file_is_not_a_model(capsys, tmp_path):
         one_error_line(run_cli(capsys, "manipulate", "-w", path), f"file not found: {path}")
 
 
+@pytest.mark.slow
 def test_a_model_file_from_the_shell_is_one_line(bad_models):
     """End to end, once: the entry point prints TensorFlow nothing and Keras' refusal as one line."""
     path, _ = bad_models["lambda.keras"]

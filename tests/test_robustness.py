@@ -46,6 +46,7 @@ def test_sliders_move_the_digit_and_the_prediction_follows(shipped_model_app):
     assert list(by_model.values()) == [[card[n]["accuracy"] for n in card], [baseline[n]["accuracy"] for n in card]]
 
 
+@pytest.mark.slow
 def test_a_model_without_stored_sweeps_is_measured_on_request(monkeypatch, tmp_path, random_model):
     monkeypatch.setenv("CAPSNET_WEIGHTS", str(random_model))
     monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))

@@ -118,6 +118,7 @@ def test_a_one_routing_model_says_there_is_nothing_to_step_through(monkeypatch, 
     assert not at.select_slider and "routes once" in at.info[0].value
 
 
+@pytest.mark.slow
 def test_routing_an_upload_and_refusing_a_bad_one(monkeypatch, tmp_path):
     from test_app_explorer import png
 
