@@ -29,7 +29,7 @@ from capsnet.data import Dataset
 from capsnet.files import partial_writes
 from capsnet.inference import load_capsnet
 from capsnet.losses import compile_for_training
-from capsnet.model import CapsNet
+from capsnet.model import CapsNet, save_model
 from capsnet.rundir import RunDir, pid_alive
 from capsnet.train import restore_training_state, train
 
@@ -179,13 +179,19 @@ def test_ten_kills_lose_nothing_and_match_an_uninterrupted_run(runs, mnist, tmp_
 def test_a_loss_that_becomes_nan_ends_the_cli_with_a_one_line_error(mnist, tmp_path):
     run = RunDir(tmp_path / "run")
     env = {**os.environ, "CAPSNET_DATA": str(write_tiny_mnist(mnist, tmp_path / "data", n_train=100, n_test=50))}
-    # Adam moves every weight by about the learning rate each step: after one step of 1e9 the activations overflow.
+    # A start from weights that overflow float32 (any learning rate the CLI takes is too gentle to diverge in two
+    # steps): conv1's outputs reach ~1e30, the primary capsules' convolution multiplies them past 3.4e38.
+    exploding = CapsNet()
+    conv1 = exploding.eval.get_layer("conv1")
+    kernel, bias = conv1.get_weights()
+    conv1.set_weights([kernel * 1e30, bias])
+    start = save_model(exploding, tmp_path / "exploding.keras")
     result = subprocess.run([sys.executable, "-m", "capsnet", "train", "--save_dir", str(run.path), "--batch_size",
-                             "50", "--epochs", "1", "--lr", "1e9", "--log_every", "1"],
+                             "50", "--epochs", "1", "--log_every", "1", "-w", str(start)],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     error = result.stderr.strip().splitlines()[-1]
-    assert re.fullmatch(r"error: (validation )?loss became (-?inf|nan) at epoch 1(, step 2)?; "
+    assert re.fullmatch(r"error: (validation )?loss became (-?inf|nan) at epoch 1(, step [12])?; "
                         r"there is no checkpoint yet", error), error
     status = run.read_status()
     assert status["state"] == "failed" and status["message"] == error.removeprefix("error: ")
