@@ -240,11 +240,9 @@ def train_parameters() -> dict[str, tuple[Param, Any]]:
 
 
 def check_train_parameters(values: dict[str, Any]) -> dict[str, Any]:
-    """`values` checked against their `Param`s (ValueError naming the first bad one, as its flag)."""
+    """`values` (names of `train_parameters()`) checked against their `Param`s: ValueError naming the first bad one,
+    as its flag."""
     parameters = train_parameters()
-    unknown = set(values) - set(parameters)
-    if unknown:
-        raise ValueError(f"unknown training parameters {sorted(unknown)}")
     checked = {}
     for name, value in values.items():
         try:

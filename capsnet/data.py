@@ -78,10 +78,10 @@ def local_version(dataset: str) -> str:
     for folder in (data_dir(), keras_cache_dir(), system_datasets_dir()):
         for sub in dict.fromkeys((folder, folder / dataset, folder / dataset.replace("_", "-"))):
             try:
-                files = [e for e in os.scandir(sub) if e.is_file()]
+                stats = [(e.path, e.stat()) for e in os.scandir(sub) if e.is_file()]
             except OSError:  # missing or unreadable: nothing there for us
                 continue
-            entries += [f"{e.path}:{e.stat().st_size}:{e.stat().st_mtime_ns}" for e in files]
+            entries += [f"{path}:{stat.st_size}:{stat.st_mtime_ns}" for path, stat in stats]
     return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
 
 

@@ -135,11 +135,12 @@ def train_args(params: dict[str, Any]) -> list[str]:
     """CLI flags for the hyperparameters in `params` (keys of `train_defaults()`), checked as the CLI checks them:
     a value it would refuse (a NaN learning rate, a negative subset) raises `LaunchError` with its message, before
     anything is created."""
+    unknown = set(params) - set(train_parameters())
+    if unknown:  # a bug in the caller, not the user's input
+        raise ValueError(f"unknown training parameters {sorted(unknown)}")
     try:
         checked = check_train_parameters(params)
     except ValueError as error:
-        if str(error).startswith("unknown training parameters"):
-            raise  # a bug in the caller, not the user's input
         raise LaunchError(str(error)) from None
     args = []
     for key, value in {**train_defaults(), **checked}.items():

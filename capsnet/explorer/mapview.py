@@ -24,13 +24,15 @@ SMALL_MAP = 1000  # the smaller map on offer, computed without asking (a name te
 MAX_SELECTED = 100  # selected digits kept (and carried by a link)
 MAX_SHOWN = 20  # of which shown as images with their reconstructions
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE"}
+# Plotly's (D3's) ten categorical colours: one per class
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
+
+
 def kind_names(config: ModelConfig) -> dict[str, str]:
     """What each kind of point is, for the model at hand: its winning capsule, or all its class capsules."""
     return {"winning": f"winning capsule ({config.digit_dim}-D)",
             "all": f"all capsules ({config.num_classes}×{config.digit_dim})"}
-# Plotly's (D3's) ten categorical colours: one per class
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf")
 
 
 def require_capsule_model() -> picker.ActiveModel:
@@ -74,8 +76,9 @@ def model_digest(path: str, version: float) -> str:
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def capsule_space(path: str, version: float, size: int, cache_root: str, data_version: str) -> CapsuleSpace:
-    """The capsule space of the first `size` test images of the model at `path`, one per process; on disk under
-    `cache_root` (or shipped). Its capsules, when they are needed at all, come from `resources.evaluate`."""
+    """The capsule space of the first `size` test images of the model at `path`, one per process and version of the
+    local data (`data_version`: only a key); on disk under `cache_root` (or shipped). Its capsules, when they are
+    needed at all, come from `resources.evaluate`."""
     net = resources.load_predictor(path, version).net
     digits = resources.test_digits(net.config.dataset)
     key = projection.map_key(model_digest(path, version), digits.images[:size], digits.labels[:size])

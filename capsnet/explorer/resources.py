@@ -50,6 +50,7 @@ def test_digits(dataset: str = "mnist") -> TestDigits:
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the test digits…")
 def _test_digits(dataset: str, data_version: str) -> TestDigits:
+    # `data_version` (`capsnet.data.local_version`) is only part of the cache key, here and in the functions below.
     return load_test_digits(dataset)
 
 
