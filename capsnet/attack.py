@@ -35,6 +35,7 @@ import keras
 import numpy as np
 
 from capsnet.config import DIGIT_SIZE
+from capsnet.imaging import to_float
 
 ATTACK_DIGITS = 1000  # the first test digits the curves are measured on (model cards, the Attack page, the CLI)
 EPSILONS = (0.05, 0.1, 0.2, 0.3)  # the curves' epsilons: MNIST's usual L-inf budgets reach 0.3
@@ -133,7 +134,7 @@ class AttackModel:
         return self._score(self._inputs(images), self._one_hot(classes)).reshape(np.shape(images))
 
     def _inputs(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(images, np.float32).reshape((-1, *self.input_shape))
+        return to_float(images).reshape((-1, *self.input_shape))
 
     def _one_hot(self, classes: np.ndarray) -> np.ndarray:
         return np.eye(self.num_classes, dtype=np.float32)[np.asarray(classes, np.int64).reshape(-1)]
@@ -142,7 +143,7 @@ class AttackModel:
 def fgsm(model: AttackModel, images: np.ndarray, classes: np.ndarray, epsilon: float,
          targeted: bool = False) -> np.ndarray:
     """One signed step of size `epsilon`: away from `classes` (the true ones), or with `targeted` towards them."""
-    images = np.asarray(images, np.float32)
+    images = to_float(images)
     direction = -1.0 if targeted else 1.0
     step = np.sign(model.margin_gradient(images, classes))
     return np.clip(images + direction * epsilon * step, 0.0, 1.0).astype(np.float32)
@@ -152,7 +153,7 @@ def pgd(model: AttackModel, images: np.ndarray, classes: np.ndarray, epsilon: fl
         step_size: float | None = None, targeted: bool = False) -> np.ndarray:
     """`steps` signed steps of `step_size` (default 2.5 epsilon / steps), each projected into the L-inf ball of
     radius `epsilon` around `images` and into [0, 1]. Untargeted: away from `classes`; targeted: towards them."""
-    images = np.asarray(images, np.float32)
+    images = to_float(images)
     step_size = 2.5 * epsilon / steps if step_size is None else step_size
     direction = -1.0 if targeted else 1.0
     low, high = np.clip(images - epsilon, 0.0, 1.0), np.clip(images + epsilon, 0.0, 1.0)
@@ -195,8 +196,8 @@ class Attack:
 
 def reconstruction_distances(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
     """The Euclidean distance between each image and its reconstruction, over all pixels: [n]."""
-    images = np.asarray(images, np.float32)
-    difference = images.reshape(len(images), -1) - np.asarray(reconstructions, np.float32).reshape(len(images), -1)
+    images = to_float(images)
+    difference = images.reshape(len(images), -1) - to_float(reconstructions).reshape(len(images), -1)
     return np.linalg.norm(difference, axis=1)
 
 
@@ -265,8 +266,6 @@ def attack_sweeps(model: AttackModel, examine: Examine, images: np.ndarray, labe
     wrong), and where `examine` gives reconstruction distances, the share of successful attacks flagged (distance
     above the clean digits' `percentile`th percentile) and the ROC AUC of distance, clean digits against successful
     adversarial ones."""
-    from capsnet.imaging import to_float
-
     images, labels = to_float(images), np.asarray(labels, np.int64)
     predicted, clean = examine(images)
     correct = predicted == labels

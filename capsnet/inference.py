@@ -85,7 +85,7 @@ def load_network(path: str | Path | None = None, routings: int | None = None) ->
             if not isinstance(net, CapsNet):
                 raise ModelLoadError(f"{path.name} holds a Keras model of another kind ({type(net).__name__} "
                                      f"'{net.name}'), not a CapsNet saved by this project")
-            return net if routings in (None, net.config.routings) else _rerouted(net, routings)
+            return net if routings in (None, net.config.routings) else rerouted(net, routings)
         with h5py.File(path, "r"):  # an unreadable file is that, whatever else could be said of it
             pass
         if reference.is_reference_weights(path):
@@ -111,7 +111,7 @@ def _with_routings(config: ModelConfig, routings: int | None) -> ModelConfig:
     return config if routings is None else dataclasses.replace(config, routings=routings)
 
 
-def _rerouted(net: CapsNet, routings: int) -> CapsNet:
+def rerouted(net: CapsNet, routings: int) -> CapsNet:
     """Routing iterations have no weights of their own: the same weights fit a network that routes more or less."""
     rerouted = CapsNet(_with_routings(net.config, routings))
     rerouted.eval.set_weights(net.eval.get_weights())

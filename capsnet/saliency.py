@@ -20,6 +20,7 @@ import numpy as np
 
 from capsnet.attack import AttackModel
 from capsnet.compiled import compile_function
+from capsnet.imaging import to_float
 
 
 def primary_lengths(primary: np.ndarray, types: int) -> np.ndarray:
@@ -48,12 +49,12 @@ def conv1_function(net: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     features = keras.Model(net.eval.inputs, layer.output)
     shape = (1, *net.config.input_shape)
     compiled = compile_function(lambda x: features(x, training=False), [shape], xla=False)
-    return lambda image: compiled(np.asarray(image, np.float32).reshape(shape))[0]
+    return lambda image: compiled(to_float(image).reshape(shape))[0]
 
 
 def saliency(model: AttackModel, image: np.ndarray, target: int) -> np.ndarray:
     """Gradient x input of class `target`'s score for one image [h, w]: [h, w], positive where ink raises it."""
-    image = np.asarray(image, np.float32)
+    image = to_float(image)
     return model.score_gradient(image[None], [target])[0] * image
 
 

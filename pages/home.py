@@ -50,6 +50,9 @@ else:
         with st.expander("Full model card"):
             st.json(card["details"])
 
+st.subheader("What routing and reconstruction buy")
+views.variant_table()
+
 st.subheader("Use another model")
 st.markdown("Pick one in the sidebar (the shipped model, any finished training run), or upload a model file: a "
             "`.keras` file saved by this project (`python -m capsnet train` writes them into `runs/<name>/`), or "

@@ -14,7 +14,7 @@ enter_page("Train", "🏋️")
 from capsnet import launch
 from capsnet.data import DataUnavailable
 from capsnet.explorer import catalog, dashboard, picker, resources, state
-from capsnet.explorer.trainform import parameter_input
+from capsnet.explorer.trainform import parameter_input, preset_input
 from capsnet.inference import ModelLoadError
 from capsnet.precision import jax_cpu_note
 from capsnet.rundir import ACTIVE_STATES, RunDir, list_runs, runs_root
@@ -46,6 +46,7 @@ def launch_form(root) -> None:
     gpus_seen = sum(d.key != launch.CPU for d in available)
     d = launch.train_defaults()  # the CLI's defaults: TrainConfig's
 
+    preset_input(st.columns([2, 3])[0])
     with st.form("launch", border=True):
         st.markdown("**New run**")
         c = st.columns(5)

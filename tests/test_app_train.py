@@ -223,3 +223,35 @@ def test_launch_form_starts_at_the_clis_defaults():
     defaults = launch.train_defaults()
     shown = {name: at.session_state[state.TRAIN_FORM + name] for name in defaults}
     assert shown == {name: 0 if value is None else value for name, value in defaults.items()}  # subset: 0 = all
+
+
+def test_the_variant_presets_fill_the_form_and_launch_their_flags(runs_root):
+    """The results table's four variants as presets: each fills Routings, lam_recon and the label, leaves the rest,
+    and the run launched from the form is that variant (its config.json)."""
+    from capsnet.variants import VARIANTS, variant_of
+
+    at = page()
+    at.number_input(key=state.TRAIN_FORM + "epochs").set_value(7)
+    for variant in [*VARIANTS[1:], VARIANTS[0]]:  # v1 last: it changes both flags from v4's, the defaults
+        at.selectbox(key=state.TRAIN_PRESET).set_value(variant.name).run()
+        assert not at.exception, [e.value for e in at.exception]
+        shown = {name: at.number_input(key=state.TRAIN_FORM + name).value for name in ("routings", "lam_recon")}
+        assert shown == variant.parameters
+        assert at.text_input(key=state.TRAIN_FORM + "label").value == variant.name
+        assert at.number_input(key=state.TRAIN_FORM + "epochs").value == 7  # the rest is left as it was
+    fill_and_launch(at, "v1", **TINY)
+    config = list_runs(runs_root)[0].read_config()
+    assert variant_of({"routings": config["model"]["routings"], "lam_recon": config["lam_recon"]}) == VARIANTS[0]
+    assert config["model"]["routings"] == 1 and config["lam_recon"] == 0.0
+
+
+def test_home_shows_the_variant_table():
+    """Home's table: a row per variant, the shipped v4 with its card's figure, the reference's beside it."""
+    from capsnet.variants import VARIANTS, result
+
+    at = page("home")
+    table = next(d.value for d in at.dataframe if "variant" in d.value.columns)
+    assert list(table["variant"]) == [v.title for v in VARIANTS]
+    v4 = table.set_index("variant").loc["CapsNet-v4"]
+    assert v4["error % after 50 epochs"] == f"{result(VARIANTS[3]).card['test_error_percent']:.2f}"
+    assert v4["CapsNet-Keras (50 epochs, 3 trials)"] == "0.34"

@@ -93,6 +93,19 @@ def test_pgd_follows_the_gradient_as_it_changes():
     assert np.allclose(moved[0], [[0.25, 0.8], [0.0, 0.0]])  # q: 0.5 + 0.3, the ball's face
 
 
+def test_uint8_pixels_are_attacked_as_their_float_versions(linear):
+    """The data layer and `assets/test_digits.npz` hold uint8 pixels: as 0-255 floats an epsilon of 0.1 would move
+    nothing that shows, and the reconstruction distances would be 255 times too large."""
+    pixels = np.array([[[128, 0], [255, 64]]], np.uint8)
+    floats = pixels / np.float32(255)
+    assert np.allclose(linear.scores(pixels), linear.scores(floats))
+    assert np.allclose(fgsm(linear, pixels, [0], 0.1), fgsm(linear, floats, [0], 0.1))
+    assert np.allclose(pgd(linear, pixels, [0], 0.1, steps=3), pgd(linear, floats, [0], 0.1, steps=3))
+    assert np.allclose(attack.reconstruction_distances(pixels, floats * 0), np.linalg.norm(floats))
+    with pytest.raises(ValueError, match="divide by 255"):
+        fgsm(linear, pixels.astype(np.float32), [0], 0.1)
+
+
 def test_attack_names_its_method_and_refuses_bad_ones(linear):
     assert np.allclose(Attack("fgsm", 0.1).run(linear, GREY, [0]), fgsm(linear, GREY, [0], 0.1))
     assert np.allclose(Attack("pgd", 0.1, steps=1, target=2).run(linear, GREY, [0]),

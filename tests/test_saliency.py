@@ -51,6 +51,8 @@ def test_saliency_is_gradient_times_input():
     image = np.array([[0.2, 0.0], [1.0, 0.5]], np.float32)
     for target in range(3):
         assert np.allclose(saliency.saliency(model, image, target), W[:, target].reshape(2, 2) * image)
+    pixels = (image * 255).astype(np.uint8)  # uint8 pixels: converted, not read as 0-255 floats
+    assert np.allclose(saliency.saliency(model, pixels, 0), saliency.saliency(model, pixels / np.float32(255), 0))
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +69,7 @@ def test_conv1_maps_are_the_first_convolution(shipped):
         window = image[row:row + 9, column:column + 9]
         by_hand = max(0.0, float(np.sum(window * kernel[:, :, 0, channel]) + bias[channel]))
         assert maps[row, column, channel] == pytest.approx(by_hand, abs=1e-4)
+    assert np.allclose(saliency.conv1_function(shipped)(load_sample().images[0]), maps, atol=1e-5)  # uint8 too
 
 
 def test_the_winning_capsules_saliency_lies_on_the_ink(shipped):

@@ -6,8 +6,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import streamlit as st
+
 from capsnet.config import train_parameters
 from capsnet.explorer import state
+from capsnet.variants import BY_NAME
 
 
 def sentence(text: str) -> str:
@@ -32,3 +35,31 @@ def parameter_input(container: Any, name: str) -> Any:
     decimals = 1 - math.floor(math.log10(spec.step)) if spec.step else 2
     return container.number_input(spec.label, float(spec.low), float(spec.high), float(default), step=spec.step,
                                   format=f"%.{decimals}f", key=key, help=help)
+
+
+def preset_label(name: str) -> str:
+    if not name:
+        return "None: the CLI's defaults, or your own"
+    variant = BY_NAME[name]
+    return f"{variant.title}: {variant.flags}"
+
+
+def apply_preset() -> None:
+    """Fill the form with the chosen variant's flags (the preset selectbox's callback: it runs before the form is
+    drawn again, so the form's inputs show the new values). The other fields keep what they hold."""
+    name = st.session_state.get(state.TRAIN_PRESET)
+    if not name:
+        return
+    variant = BY_NAME[name]
+    for parameter, value in variant.parameters.items():
+        st.session_state[state.TRAIN_FORM + parameter] = value
+    st.session_state[state.TRAIN_FORM + "label"] = variant.name
+
+
+def preset_input(container: Any) -> None:
+    """The preset chooser, above the form (a form's own inputs cannot act before it is submitted)."""
+    container.selectbox("Preset", ["", *BY_NAME], format_func=preset_label, key=state.TRAIN_PRESET,
+                        on_change=apply_preset,
+                        help="The four variants of the paper's and CapsNet-Keras' results table: 1 or 3 routing "
+                             "iterations, with or without the reconstruction loss (lam_recon 0). Choosing one fills "
+                             "Routings, lam_recon and the label; everything else stays as it is.")

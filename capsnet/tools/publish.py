@@ -8,7 +8,11 @@ accuracy under affine transformations (`capsnet.affine`: what the Robustness pag
 fingerprint, training time, device, sessions and the git commit of the training code.
 `python -m capsnet.tools.publish --sweeps-only --target capsnet|fashion|cnn` measures the affine sweeps of a shipped
 model again and writes them into its card, leaving the rest of the card as it is; `--attacks-only` does the same for the
-attack curves (`capsnet.attack`: FGSM and PGD over epsilon, and detection by reconstruction, for the Attack page).
+attack curves (`capsnet.attack`: FGSM and PGD over epsilon, and detection by reconstruction, for the Attack page);
+`--routings-only` the test error at 1 and 3 routing iterations at inference.
+`python -m capsnet.tools.publish --variant v1 RUN_DIR` publishes one of the routing x reconstruction variants
+(`capsnet.variants`): its card (with the errors at 1 and 3 routings and the affine sweeps), `log.csv` and `log.png`
+go to `docs/results/variants/v1/`; the model is not shipped.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,9 +36,10 @@ from capsnet.config import digits_per_image
 from capsnet.data import Dataset, load_dataset
 from capsnet.evaluate import accuracy_report, class_scores
 from capsnet.imaging import to_uint8
-from capsnet.inference import load_network
+from capsnet.inference import load_network, rerouted
 from capsnet.model import save_model
 from capsnet.rundir import RunDir
+from capsnet.variants import BY_NAME, Variant
 
 
 def target_of(config: dict) -> str:
@@ -56,6 +62,16 @@ def affine_card_entries(net, data: Dataset, digits: int = SWEEP_DIGITS) -> dict:
     sweeps = accuracy_sweeps(lambda batch: class_scores(net, to_uint8(batch)), data.x_test[:digits],
                              data.y_test[:digits])
     return {"affine_sweeps": sweeps, "affine_sweeps_test_digits": digits}
+
+
+def routing_card_entries(net, data: Dataset, routings: tuple[int, ...] = (1, 3)) -> dict:
+    """The card's test error on all test images with the network re-routed at inference (`-r`): what routing
+    iterations buy once the weights are trained."""
+    errors = {}
+    for count in routings:
+        routed = net if count == net.config.routings else rerouted(net, count)
+        errors[str(count)] = round(100 * accuracy_report(class_scores(routed, data.x_test), data.y_test)["error"], 4)
+    return {"test_error_percent_by_routings": errors}
 
 
 def pair_card_entries(run: RunDir, net, data: Dataset) -> tuple[dict, dict]:
@@ -143,6 +159,36 @@ def publish(run_dir: str | Path, model_path: Path = PRETRAINED_MODEL, card_path:
     return card
 
 
+def publish_variant(run_dir: str | Path, variant: Variant, folder: Path | None = None,
+                    sweep_digits: int = SWEEP_DIGITS) -> dict:
+    """A finished MNIST run of `variant` into `folder` (default: the variant's own under docs/results/variants):
+    its card, log.csv and log.png. The run must be the variant: its routings and reconstruction weight are checked,
+    so that no table row holds another variant's figure."""
+    run = RunDir(run_dir)
+    final = run.best_model() if run.read_raw_status().get("state") == "finished" else None
+    if final is None:
+        raise FileNotFoundError(f"{run.path} holds no final model: the run has not finished")
+    config = run.read_config()
+    made = {"routings": config.get("model", {}).get("routings"), "lam_recon": config.get("lam_recon")}
+    if config.get("dataset", "mnist") != "mnist" or config.get("model", {}).get("kind") == "cnn" or \
+            made != variant.parameters:
+        raise ValueError(f"{run.path} is not {variant.title} ({variant.flags} on MNIST): it was trained with "
+                         f"dataset {config.get('dataset', 'mnist')}, routings {made['routings']}, "
+                         f"lam_recon {made['lam_recon']}")
+    data = load_dataset("mnist")
+    net = load_network(final)
+    report = accuracy_report(class_scores(net, data.x_test), data.y_test)
+    extra = routing_card_entries(net, data) | affine_card_entries(net, data, sweep_digits)
+    card = {"variant": variant.name, **model_card(run, report, data, None, net.eval.count_params(), extra)}
+    folder = folder or variant.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    for name in ("log.csv", "log.png"):
+        if (run.path / name).is_file():
+            shutil.copyfile(run.path / name, folder / name)
+    return card
+
+
 def remeasure(model_path: Path, card_path: Path, entries: Callable[..., dict]) -> dict:
     """Measure a shipped model's `entries` (`affine_card_entries` or `attack_card_entries`) again, into its card."""
     card = json.loads(card_path.read_text())
@@ -160,6 +206,12 @@ def main() -> None:
                              "CapsNet run the MNIST or the Fashion-MNIST model by its dataset)")
     parser.add_argument("--sweeps-only", action="store_true",
                         help="re-measure the affine sweeps of the shipped model --target (default capsnet)")
+    parser.add_argument("--variant", choices=[name for name in BY_NAME],
+                        help="publish RUN_DIR as this routing x reconstruction variant: its card and logs into "
+                             "docs/results/variants/<variant>/, no model shipped")
+    parser.add_argument("--routings-only", action="store_true",
+                        help="re-measure the test error at 1 and 3 routing iterations of the shipped model --target "
+                             "(default capsnet)")
     parser.add_argument("--attacks-only", action="store_true",
                         help="re-measure the attack curves (FGSM, PGD, detection by reconstruction) of the shipped "
                              "model --target (default capsnet)")
@@ -172,8 +224,17 @@ def main() -> None:
         card = remeasure(*SHIPPED[args.target or "capsnet"], attack_card_entries)
         print(json.dumps(card.get("attack_curves")))
         return
+    if args.routings_only:
+        card = remeasure(*SHIPPED[args.target or "capsnet"], routing_card_entries)
+        print(json.dumps(card["test_error_percent_by_routings"]))
+        return
     if args.run_dir is None:
         parser.error("give the run directory to publish (or --sweeps-only)")
+    if args.variant:
+        card = publish_variant(args.run_dir, BY_NAME[args.variant])
+        print(f"{BY_NAME[args.variant].title}: test error {card['test_error_percent']:.2f}% after "
+              f"{card['epochs_trained']} epochs, {card['test_error_percent_by_routings']} by routing iterations")
+        return
     model_path, card_path = SHIPPED[args.target or target_of(RunDir(args.run_dir).read_config())]
     card = publish(args.run_dir, model_path, card_path)
     print(f"test error {card['test_error_percent']:.2f}% ({card['test_errors']} of {card['test_images']}) "
