@@ -50,7 +50,8 @@ def launch_form(root) -> None:
     with st.form("launch", border=True):
         st.markdown("**New run**")
         c = st.columns(5)
-        label = c[0].text_input("Label", f"r{d['routings']}", max_chars=40, key=state.TRAIN_FORM + "label",
+        st.session_state.setdefault(state.TRAIN_FORM + "label", f"r{d['routings']}")
+        label = c[0].text_input("Label", max_chars=40, key=state.TRAIN_FORM + "label",
                                 help="The run is named `<timestamp>-<label>` under the runs folder; the label keeps "
                                      "letters, digits, `-` and `_` (anything else becomes `-`).")
         params = {name: parameter_input(column, name)

@@ -80,6 +80,14 @@ VETTED = {0: [148, 13, 55, 71, 101, 246], 1: [74, 5, 180, 239, 267, 276], 2: [14
           9: [315, 12, 16, 274, 281, 284]}
 DIMENSIONS = 16  # the Latent page's sliders
 SHIPPED_MODEL_MB = 32.9  # assets/capsnet.keras' weights
+# How much more the server may hold with 20 sessions than with one (warmed up, the model loaded). Sessions cost
+# Streamlit's session objects, widget state (the canvas' drawing, the last 28x28 input), the messages and media files
+# of their last runs, the bounded caches (resources.manipulation: 64 grids) and, most, glibc's malloc arenas: each
+# script thread gets one of its own (up to 8 per core) and its freed memory stays with the process. Measured on the
+# 2-core AVX2 machine (2026-12-07), 20 sessions: +365 to +449 MB at the peak of 3-round bursts, +190 MB with
+# MALLOC_ARENA_MAX=2 in the server's environment. A per-session copy of the model would be at least its 32.9 MB of
+# weights each: 20 of them, 658 MB more, could not hide.
+RSS_MARGIN_MB = 500.0
 
 PAD = "canvas.upper-canvas"  # streamlit-drawable-canvas: the Fabric.js canvas that takes the pointer
 STROKES = "canvas.dc-canvas.lower-canvas"  # ... and the one that holds the strokes
@@ -517,7 +525,7 @@ def soak_trend(samples: list[tuple[float, float, str]]) -> dict[str, float]:
 async def run_load(sessions: int = 20, rounds: int = 3, minutes: float = 0.0, rate: str = "burst",
                    warmup_minutes: float = 3.0,
                    chromium: str = CHROMIUM, timeout_s: float = 90.0, warmup_rounds: int = 1,
-                   rss_margin_mb: float = 300.0, growth_pct: float = 3.0, seed: int = 0,
+                   rss_margin_mb: float = RSS_MARGIN_MB, growth_pct: float = 3.0, seed: int = 0,
                    workdir: Path | None = None, log=print) -> dict:
     """Run the load test; return the report (see the module docstring). `minutes` > 0 makes it a soak: every session
     repeats its rounds for `warmup_minutes`, then `minutes` more, measured (`rounds` is ignored)."""
@@ -739,9 +747,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="burst: no pauses; low: 5-10 s between a session's actions (default: low with "
                              "--minutes, else burst)")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds an action may take (default 90)")
-    parser.add_argument("--rss-margin-mb", type=float, default=300.0,
-                        help="peak RSS may exceed the one-session figure by this much (default 300 MB; 20 copies "
-                             "of the model would be 658 MB of weights alone)")
+    parser.add_argument("--rss-margin-mb", type=float, default=RSS_MARGIN_MB,
+                        help=f"peak RSS may exceed the one-session figure by this much (default {RSS_MARGIN_MB:g} MB; "
+                             "20 copies of the model would be 658 MB of weights alone)")
     parser.add_argument("--growth-pct", type=float, default=3.0,
                         help="soak: last-third mean RSS may exceed the first third's by this much (default 3%%)")
     parser.add_argument("--chromium", default=CHROMIUM)

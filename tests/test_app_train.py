@@ -231,7 +231,7 @@ def test_the_variant_presets_fill_the_form_and_launch_their_flags(runs_root):
     from capsnet.variants import VARIANTS, variant_of
 
     at = page()
-    at.number_input(key=state.TRAIN_FORM + "epochs").set_value(7)
+    at.session_state[state.TRAIN_FORM + "epochs"] = 7  # a value the form holds (say, from the last launch)
     for variant in [*VARIANTS[1:], VARIANTS[0]]:  # v1 last: it changes both flags from v4's, the defaults
         at.selectbox(key=state.TRAIN_PRESET).set_value(variant.name).run()
         assert not at.exception, [e.value for e in at.exception]
@@ -240,9 +240,10 @@ def test_the_variant_presets_fill_the_form_and_launch_their_flags(runs_root):
         assert at.text_input(key=state.TRAIN_FORM + "label").value == variant.name
         assert at.number_input(key=state.TRAIN_FORM + "epochs").value == 7  # the rest is left as it was
     fill_and_launch(at, "v1", **TINY)
-    config = list_runs(runs_root)[0].read_config()
-    assert variant_of({"routings": config["model"]["routings"], "lam_recon": config["lam_recon"]}) == VARIANTS[0]
-    assert config["model"]["routings"] == 1 and config["lam_recon"] == 0.0
+    command = list_runs(runs_root)[0].read_raw_status()["command"]  # the trainer's argv, as launched
+    flags = dict(zip(command, command[1:], strict=False))  # each flag -> the word after it
+    launched = {"routings": int(flags["--routings"]), "lam_recon": float(flags["--lam_recon"])}
+    assert variant_of(launched) == VARIANTS[0] and launched == {"routings": 1, "lam_recon": 0.0}
 
 
 def test_home_shows_the_variant_table():

@@ -12,20 +12,22 @@ import json
 import os
 
 import pytest
-from load_sessions import CHROMIUM_FLAGS, INIT_JS, SHIPPED_MODEL_MB, Failed, Session, run_load, summary, verdict
+from load_sessions import (
+    CHROMIUM_FLAGS,
+    INIT_JS,
+    RSS_MARGIN_MB,
+    SHIPPED_MODEL_MB,
+    Failed,
+    Session,
+    run_load,
+    summary,
+    verdict,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SESSIONS = 20
 ROUNDS = int(os.environ.get("CAPSNET_LOAD_ROUNDS", "1"))  # the README's figures: tests/load_sessions.py, more rounds
-# How much more the server may hold with 20 sessions than with one (warmed up, the model loaded). Sessions cost
-# Streamlit's session objects, widget state (the canvas' drawing, the last 28x28 input), the messages and media files
-# of their last runs, the bounded caches (resources.manipulation: 64 grids) and the allocator's working memory of
-# concurrent script threads. Measured on the 2-core machine: 2 sessions +62 MB over one, 20 sessions +177 to +193 MB
-# (2-round bursts), +207 and +234 MB (10-minute soaks); +350 MB in a 1-round burst with a training beside it (load
-# average 23.5: more script threads overlap, and the allocator keeps more). A per-session copy of the model would be
-# at least its 32.9 MB of weights each: 20 of them, 658 MB, could not hide (nor could 14).
-RSS_MARGIN_MB = 450.0
 
 
 def test_twenty_sessions_at_once_each_get_their_own_answers(chromium_path, tmp_path):

@@ -19,21 +19,27 @@ def sentence(text: str) -> str:
 
 def parameter_input(container: Any, name: str) -> Any:
     """An input for training parameter `name` in `container` (a column, the sidebar), under `state.TRAIN_FORM`;
-    returns the value to launch with (None for a parameter left unset: a subset of 0 means all images)."""
+    returns the value to launch with (None for a parameter left unset: a subset of 0 means all images).
+    The default goes into the session state, not into the widget: a preset (`apply_preset`) then sets values the
+    same way, and Streamlit never sees a widget with two sources of its value."""
     spec, default = train_parameters()[name]
     key, help = state.TRAIN_FORM + name, sentence(spec.help)
     if spec.switch:
-        return container.checkbox(spec.label, default, key=key, help=help)
+        st.session_state.setdefault(key, default)
+        return container.checkbox(spec.label, key=key, help=help)
     if spec.choices:
-        return container.selectbox(spec.label, spec.choices, index=spec.choices.index(default), key=key, help=help)
+        st.session_state.setdefault(key, default)
+        return container.selectbox(spec.label, spec.choices, key=key, help=help)
     if spec.integer:
         low = 0 if spec.unset else int(spec.low)  # 0 stands for "unset" where a parameter may be
+        st.session_state.setdefault(key, default or low)
         label = f"{spec.label} (0 = {spec.unset})" if spec.unset else spec.label
-        value = container.number_input(label, low, None if spec.high is None else int(spec.high), default or low,
+        value = container.number_input(label, low, None if spec.high is None else int(spec.high),
                                        step=int(spec.step or 1), key=key, help=help)
         return value or None if spec.unset else value
+    st.session_state.setdefault(key, float(default))
     decimals = 1 - math.floor(math.log10(spec.step)) if spec.step else 2
-    return container.number_input(spec.label, float(spec.low), float(spec.high), float(default), step=spec.step,
+    return container.number_input(spec.label, float(spec.low), float(spec.high), step=spec.step,
                                   format=f"%.{decimals}f", key=key, help=help)
 
 
