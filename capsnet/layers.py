@@ -26,7 +26,8 @@ def convolve_as_matmul() -> bool:
     XLA:CPU computes that 9x9, stride-2 convolution's gradient with respect to its input as a convolution of a
     dilated input, outside its fast (Eigen) convolution path: at batch 100 it took longer than the rest of the
     training step together. As patches @ kernel, the forward pass and both gradients are plain matrix products
-    (README, "JAX on a CPU"). TensorFlow's own kernels (oneDNN) and GPUs (cuDNN) convolve well as they are.
+    (README, "JAX on a CPU"). On TensorFlow's CPU only the input's gradient changes (`tensorflow_on_cpu`); GPUs
+    (cuDNN) convolve well as they are.
     """
     if keras.backend.backend() != "jax":
         return False
@@ -36,9 +37,9 @@ def convolve_as_matmul() -> bool:
 
 
 def tensorflow_on_cpu() -> bool:
-    """Whether training computes the primary capsules' float32 convolution as patches @ kernel on TensorFlow: where
-    TensorFlow computes on the CPU (`capsnet.patchconv`; on a GPU cuDNN's convolution is the fast path). In
-    bfloat16 oneDNN's own convolution stays: there the patches made a training step slower."""
+    """Whether training computes the gradient of the primary capsules' float32 convolution with respect to its input
+    as a matrix product (`capsnet.patchconv`): where TensorFlow computes on the CPU (on a GPU cuDNN's convolution is
+    the fast path). In bfloat16 oneDNN's own convolution stays: there the patches made a training step slower."""
     if keras.backend.backend() != "tensorflow":
         return False
     from capsnet import patchconv
@@ -74,7 +75,7 @@ class PrimaryCapsule(keras.layers.Layer):
             features = self.patches_conv(inputs)
         elif training and self.conv.compute_dtype == "float32" and self.conv.data_format == "channels_last" \
                 and tensorflow_on_cpu():
-            features = self.patches_conv_tf(inputs)
+            features = self.conv_with_matmul_input_gradient(inputs)
         else:
             features = self.conv(inputs)
         capsules = ops.reshape(features, (-1, self.num_capsules(features.shape), self.capsule_dim))
@@ -95,9 +96,10 @@ class PrimaryCapsule(keras.layers.Layer):
         features = ops.matmul(patches, kernel)
         return features + ops.cast(conv.bias, conv.compute_dtype) if conv.use_bias else features
 
-    def patches_conv_tf(self, inputs):
-        """`self.conv` as one matrix product of patches on TensorFlow on a CPU (`capsnet.patchconv`): a training step
-        about a quarter faster there than with oneDNN's strided convolution (README, "Training speed")."""
+    def conv_with_matmul_input_gradient(self, inputs):
+        """`self.conv` whose gradient with respect to its input is one matrix product, folded (`capsnet.patchconv`),
+        for training on TensorFlow on a CPU: a training step ~1.2x the yardstick's there, where oneDNN's strided
+        convolution alone gave 1.0x (README, "Training speed")."""
         from capsnet import patchconv
 
         conv = self.conv

@@ -167,3 +167,56 @@ def test_routing_model_exposes_couplings():
     net = CapsNet()
     couplings = net.routing(np.zeros((2, 28, 28, 1), np.float32))["couplings"]
     assert tuple(couplings.shape) == (2, 3, 10, 1152)
+
+
+@pytest.mark.parametrize("kernel_size, strides, size", [(9, 2, 20), (3, 2, 7), (4, 3, 11), (3, 1, 6)])
+def test_the_cpu_training_convolution_has_the_convolutions_gradients(kernel_size, strides, size):
+    """`capsnet.patchconv` (the primary capsules' convolution in training on TensorFlow's CPU) computes the input's
+    gradient as a folded matrix product: same values and same gradients as `tf.nn.conv2d`, eagerly and in a graph
+    (where its gradients are ordered), for even and odd image sizes and strides."""
+    from capsnet import patchconv
+
+    rng = np.random.default_rng(3)
+    images = tf.constant(rng.normal(size=(2, size, size, 5)).astype("float32"))
+    kernel = tf.constant(rng.normal(size=(kernel_size, kernel_size, 5, 6)).astype("float32"))
+    out = (size - kernel_size) // strides + 1
+    weights = tf.constant(rng.normal(size=(2, out, out, 6)).astype("float32"))
+
+    def value_and_grads(convolve):
+        with tf.GradientTape() as tape:
+            tape.watch([images, kernel])
+            features = convolve(images, kernel)
+            loss = tf.reduce_sum(features * weights)
+        return [features, *tape.gradient(loss, [images, kernel])]
+
+    expected = value_and_grads(lambda x, k: tf.nn.conv2d(x, k, strides, "VALID"))
+    ours = lambda x, k: patchconv.convolve(x, k, strides)  # noqa: E731
+    for got in (value_and_grads(ours), tf.function(lambda: value_and_grads(ours))()):
+        for value, reference in zip(got, expected, strict=True):
+            assert value.shape == reference.shape
+            np.testing.assert_allclose(value, reference, rtol=1e-4, atol=1e-4 * float(tf.reduce_max(tf.abs(reference))))
+
+
+def test_primary_capsules_train_through_the_cpu_convolution(monkeypatch):
+    """In training on TensorFlow's CPU the primary capsules take `patchconv`'s path (and only then), with the same
+    capsules and the same gradients as the plain convolution's."""
+    from capsnet import layers, patchconv
+
+    calls = []
+    convolve = patchconv.convolve
+    monkeypatch.setattr(patchconv, "convolve", lambda *args: calls.append(args) or convolve(*args))
+    layer = PrimaryCapsule(capsule_dim=8, n_channels=4, kernel_size=9, strides=2)
+    x = tf.constant(np.random.default_rng(4).normal(size=(3, 20, 20, 16)).astype("float32"))
+    layer.build(x.shape)
+
+    def capsules_and_grads(training):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            capsules = layer(x, training=training)
+            loss = tf.reduce_sum(capsules * tf.range(capsules.shape[-1], dtype="float32"))
+        return [capsules, *tape.gradient(loss, [x, *layer.trainable_variables])]
+
+    trained, inferred = capsules_and_grads(True), capsules_and_grads(False)
+    assert len(calls) == (1 if layers.tensorflow_on_cpu() else 0)
+    for value, reference in zip(trained, inferred, strict=True):
+        np.testing.assert_allclose(value, reference, rtol=1e-4, atol=1e-5)
