@@ -98,8 +98,8 @@ class PrimaryCapsule(keras.layers.Layer):
 
     def conv_with_matmul_input_gradient(self, inputs):
         """`self.conv` whose gradient with respect to its input is one matrix product, folded (`capsnet.patchconv`),
-        for training on TensorFlow on a CPU: a training step ~1.2x the yardstick's there, where oneDNN's strided
-        convolution alone gave 1.0x (README, "Training speed")."""
+        for training on TensorFlow on a CPU, where oneDNN's gradient with respect to the input of a strided
+        convolution is the slowest op of the step (README, "Training speed")."""
         from capsnet import patchconv
 
         conv = self.conv

@@ -5,7 +5,7 @@ That convolution (9x9, 256 -> 256 channels, stride 2, batch 100) and its two gra
 step. oneDNN computes the forward pass and the kernel's gradient well, but its input gradient (a transposed
 convolution at stride 2) reaches a low share of the CPU's peak: as one matrix product, grad [batch * 36, 256] @
 kernel^T [256, 81 * 256], folded back onto the image (each patch's gradient added where the patch came from), it
-took about 30% less time (README, "Training speed"). The fold is a small XLA function: as TensorFlow ops (81
+takes less (README, "Training speed"). The fold is a small XLA function: as TensorFlow ops (81
 strided slices' gradients, or `extract_patches`' sparse scatter) it cost more than the product saves.
 
 The input gradient waits for the kernel's: run side by side, the two oversubscribe the CPU's threads and the step
