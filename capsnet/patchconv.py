@@ -6,7 +6,9 @@ step. oneDNN computes the forward pass and the kernel's gradient well, but its i
 convolution at stride 2) reaches a low share of the CPU's peak: as one matrix product, grad [batch * 36, 256] @
 kernel^T [256, 81 * 256], folded back onto the image (each patch's gradient added where the patch came from), it
 takes less (README, "Training speed"). The fold is a small XLA function: as TensorFlow ops (81
-strided slices' gradients, or `extract_patches`' sparse scatter) it cost more than the product saves.
+strided slices' gradients, or `extract_patches`' sparse scatter) it cost more than the product saves. Product and
+fold go a few images at a time (`PIECES`), so that each piece's patch gradients are folded while they are still in
+the CPU's cache: 15-20% less time than one product and one fold over the batch.
 
 The input gradient waits for the kernel's: run side by side, the two oversubscribe the CPU's threads and the step
 got slower than oneDNN's own. Only the gradient changes, so inference and the forward pass are oneDNN's as before,
@@ -25,6 +27,9 @@ def available() -> bool:
     return not tf.config.list_logical_devices("GPU")
 
 
+PIECES = 10  # the batch's input gradient is computed in this many pieces (a batch of 100: 10 images each)
+
+
 @functools.cache
 def _fold_function(kernel_size: int, strides: int, height: int, width: int, channels: int):
     """An XLA function for one geometry: [b, out_h, out_w, k*k*channels] patches, in the kernel's (row, column,
@@ -33,8 +38,9 @@ def _fold_function(kernel_size: int, strides: int, height: int, width: int, chan
     k, s = kernel_size, strides
     out_h, out_w = (height - k) // s + 1, (width - k) // s + 1
     # The fold works on the s*s phases of the image (rows y with y % s == p, columns with x % s == q): tap (i, j)
-    # of output (oy, ox) lands in phase (i % s, j % s) at (oy + i // s, ox + j // s), a shifted copy rather than a
-    # strided scatter, and depth_to_space interleaves the phases back into the image.
+    # of output (oy, ox) lands in phase (i % s, j % s) at (oy + i // s, ox + j // s), a shifted window rather than
+    # a strided scatter, and depth_to_space interleaves the phases back into the image. Each window is added in
+    # place (a slice update); summing padded copies instead checked bounds at every element and took 1.5x longer.
     grid_h, grid_w = -(-height // s), -(-width // s)
 
     @tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
@@ -43,11 +49,14 @@ def _fold_function(kernel_size: int, strides: int, height: int, width: int, chan
         phases = []
         for p in range(s):
             for q in range(s):
-                shifted = [tf.pad(taps[:, :, :, s * a + p, s * e + q],
-                                  [[0, 0], [a, grid_h - out_h - a], [e, grid_w - out_w - e], [0, 0]])
-                           for a in range(len(range(p, k, s))) for e in range(len(range(q, k, s)))]
-                phases.append(tf.add_n(shifted) if shifted else  # no tap lands there: kernel_size < strides
-                              tf.zeros((tf.shape(taps)[0], grid_h, grid_w, channels), patches.dtype))
+                phase = tf.zeros((tf.shape(taps)[0], grid_h, grid_w, channels), patches.dtype)
+                for a, i in enumerate(range(p, k, s)):
+                    for e, j in enumerate(range(q, k, s)):
+                        window = phase[:, a:a + out_h, e:e + out_w, :] + taps[:, :, :, i, j]
+                        phase = tf.raw_ops.TensorStridedSliceUpdate(
+                            input=phase, begin=[0, a, e, 0], end=[0, a + out_h, e + out_w, 0], strides=[1, 1, 1, 1],
+                            value=window, begin_mask=0b1001, end_mask=0b1001)  # all of the batch and channels
+                phases.append(phase)
         image = tf.nn.depth_to_space(tf.concat(phases, axis=-1), s) if s > 1 else phases[0]
         return image[:, :height, :width, :]
 
@@ -74,10 +83,16 @@ def convolve(inputs: tf.Tensor, kernel: tf.Tensor, strides: int) -> tf.Tensor:
                 d_weights = tf.raw_ops.Conv2DBackpropFilter(
                     input=images, filter_sizes=tf.shape(weights), out_backprop=upstream,
                     strides=[1, strides, strides, 1], padding="VALID")
+                kernel = tf.reshape(weights, (k * k * channels, filters))
+                # Equal pieces (one XLA program), none empty: the batch is padded with zero gradients to a multiple.
+                batch = tf.shape(upstream)[0]
+                padded = tf.pad(upstream, [[0, -batch % PIECES], [0, 0], [0, 0], [0, 0]])
+                d_images = []
                 with tf.control_dependencies([d_weights]):
-                    d_patches = tf.matmul(tf.reshape(upstream, (-1, filters)),
-                                          tf.reshape(weights, (k * k * channels, filters)), transpose_b=True)
-                return fold(tf.reshape(d_patches, (-1, out_h, out_w, k * k * channels))), d_weights
+                    for part in tf.split(padded, PIECES):
+                        d_patches = tf.matmul(tf.reshape(part, (-1, filters)), kernel, transpose_b=True)
+                        d_images.append(fold(tf.reshape(d_patches, (-1, out_h, out_w, k * k * channels))))
+                return tf.concat(d_images, axis=0)[:batch], d_weights
 
         return features, grad
 

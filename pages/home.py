@@ -44,6 +44,10 @@ else:
                       else "Not recorded with this file: the Reconstruct page measures it.")
     trained = card.get("trained") or "unknown"
     columns[3].metric("Trained", trained.split(" ")[0], help=trained)  # the date; the time is in the tooltip
+    if interim := card.get("interim"):
+        st.info(f"An interim model: the best checkpoint (epoch {interim.get('checkpoint_epoch')} of "
+                f"{interim.get('epochs_planned')}) of a run that is still being trained; its figures are that "
+                "checkpoint's, and a later version replaces it.", icon=":material/hourglass_top:")
     dataset = DATASET_TITLES.get(card["dataset"], card["dataset"])
     st.caption(f"{card['source']} · trained on {dataset} ({', '.join(model.classes)}) · `{card['path']}`")
     if card.get("details"):

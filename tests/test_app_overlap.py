@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import REPO
 from streamlit.testing.v1 import AppTest
 from test_app_explorer import assert_clean, images, open_link
 
@@ -108,6 +109,30 @@ def test_the_overlap_page_says_what_it_needs_from_a_single_digit_model(monkeypat
     at = open_link(PAGES["overlap"])
     assert_clean(at)
     assert any("needs a CapsNet trained on MultiMNIST" in info.value for info in at.info)
+
+
+def test_home_says_when_the_shipped_pair_model_is_an_interim_checkpoint(monkeypatch, pair_model, tmp_path,
+                                                                           no_shipped_models):
+    """`publish --unfinished` ships a run's best checkpoint so far; Home shows its card's figure and says so."""
+    import json
+
+    from capsnet.explorer import catalog
+
+    card = tmp_path / "capsnet_multimnist_card.json"
+    card.write_text(json.dumps({"test_accuracy": 0.7011, "epochs_trained": 2, "date": "2026-12-07",
+                                "interim": {"checkpoint_epoch": 2, "epochs_planned": 50, "run_state": "running"}}))
+    monkeypatch.setattr(catalog, "MULTIMNIST_MODEL", pair_model)
+    monkeypatch.setattr(catalog, "MULTIMNIST_CARD", card)
+    monkeypatch.delenv("CAPSNET_WEIGHTS", raising=False)
+    monkeypatch.setenv("CAPSNET_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
+    assert_clean(at)
+    assert at.sidebar.selectbox[0].value == "multimnist"
+    assert {m.label: m.value for m in at.metric}["Test pairs right"] == "70.11%"
+    assert any("interim model" in info.value and "epoch 2 of 50" in info.value for info in at.info)
+    card.write_text(json.dumps({"test_accuracy": 0.948, "epochs_trained": 50}))  # the finished model's card
+    at.run()
+    assert not any("interim model" in info.value for info in at.info)
 
 
 def test_a_drawing_of_two_digits_becomes_a_centred_36_pixel_input(mnist):

@@ -1,17 +1,31 @@
 """What ships in assets/: the test-digit sample, the pretrained model and its card, and the tool that makes them."""
 
 import json
+import os
+import signal
+import threading
+import time
 
 import numpy as np
 import pytest
 
-from capsnet.assets import BASELINE_CARD, BASELINE_MODEL, PRETRAINED_CARD, PRETRAINED_MODEL, SAMPLES
+from capsnet import multimnist
+from capsnet.assets import (
+    BASELINE_CARD,
+    BASELINE_MODEL,
+    MULTIMNIST_CARD,
+    MULTIMNIST_MODEL,
+    PRETRAINED_CARD,
+    PRETRAINED_MODEL,
+    SAMPLES,
+)
 from capsnet.baseline import BaselineCNN
 from capsnet.config import ModelConfig, TrainConfig
 from capsnet.data import Dataset
 from capsnet.evaluate import accuracy_report, class_scores, predict_all
 from capsnet.inference import load_capsnet, load_network
 from capsnet.model import CapsNet
+from capsnet.rundir import RunDir
 from capsnet.sample import load_sample
 from capsnet.tools.publish import publish
 from capsnet.train import train
@@ -35,6 +49,25 @@ def test_shipped_model_reproduces_its_card(mnist):
     accuracy = accuracy_report(lengths, mnist.y_test)["accuracy"]
     assert abs(accuracy - card["test_accuracy"]) <= 0.0005
     assert card["test_images"] == 10000 and card["config"]["model"]["routings"] == 3
+
+
+@pytest.mark.slow
+def test_the_shipped_multimnist_model_reproduces_its_card(mnist):
+    """On the fixed test pairs (the same 10,000 wherever MNIST is), by the paper's metric, through the app's loading
+    path; an interim model's card names the checkpoint's epoch."""
+    if not MULTIMNIST_MODEL.is_file():
+        pytest.skip("no MultiMNIST model in assets/ yet")
+    card = json.loads(MULTIMNIST_CARD.read_text())
+    net = load_network(MULTIMNIST_MODEL)
+    assert net.config.dataset == "multimnist" and net.config.input_shape == (36, 36, 1)
+    pairs = multimnist.test_pairs(mnist.x_test, mnist.y_test)
+    assert card["test_set"]["sha256"] == pairs.checksum() and card["test_images"] == len(pairs) == 10000
+    report = multimnist.pair_report(class_scores(net, pairs.images), pairs.labels)
+    assert abs(report["accuracy"] - card["test_accuracy"]) <= 0.0005
+    assert abs(report["at_least_one_accuracy"] - card["at_least_one_accuracy"]) <= 0.0005
+    assert card["error_vs_pairs_seen"][-1][0] == card["pairs_seen"]
+    if "interim" in card:
+        assert 1 <= card["interim"]["checkpoint_epoch"] <= card["epochs_trained"] < card["interim"]["epochs_planned"]
 
 
 def test_shipped_baseline_cnn_reproduces_its_card(mnist):
@@ -70,3 +103,34 @@ def test_publish_writes_a_model_file_and_a_truthful_card(mnist, tmp_path):
     lengths, _, _ = predict_all(load_capsnet(model), mnist.x_test)
     assert accuracy_report(lengths, mnist.y_test)["accuracy"] == card["test_accuracy"]
     assert len(card["data"]["sha256_of_arrays"]) == 64
+
+
+@pytest.mark.slow
+def test_an_unfinished_run_ships_its_best_checkpoint_and_says_so(mnist, tmp_path):
+    """A run stopped after its first epoch (SIGTERM, as the Train page's Stop sends): `publish` refuses it unless
+    asked, then ships the best checkpoint with a card that names its epoch and matches its validation."""
+    run = tmp_path / "run"
+    data = Dataset(mnist.x_train[:200], mnist.y_train[:200], mnist.x_test, mnist.y_test, mnist.source)
+    narrow = ModelConfig(conv_filters=16, primary_channels=4, decoder_units=(32, 64))
+
+    def stop_after_the_first_epoch():
+        deadline = time.monotonic() + 600
+        while not RunDir(run).epoch_records() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if RunDir(run).epoch_records():
+            os.kill(os.getpid(), signal.SIGTERM)  # the trainer's handler finishes the step and stops
+
+    threading.Thread(target=stop_after_the_first_epoch, daemon=True).start()
+    train(TrainConfig(epochs=50, batch_size=50, model=narrow), run, data=data, verbose=0)
+    epochs = RunDir(run).epoch_records()
+    assert RunDir(run).read_raw_status()["state"] == "stopped" and 1 <= len(epochs) < 50
+    model, card_path = tmp_path / "assets" / "capsnet.keras", tmp_path / "assets" / "model_card.json"
+    with pytest.raises(FileNotFoundError, match="--unfinished"):
+        publish(run, model, card_path, sweep_digits=20)
+    assert not model.exists()
+    card = publish(run, model, card_path, sweep_digits=20, unfinished=True)
+    best = max(epochs, key=lambda record: record["val_accuracy"])
+    assert card["interim"] == {"checkpoint_epoch": best["epoch"] + 1, "epochs_planned": 50, "run_state": "stopped"}
+    assert abs(card["test_accuracy"] - best["val_accuracy"]) <= 0.0005 and card["test_images"] == 10000
+    lengths, _, _ = predict_all(load_capsnet(model), mnist.x_test)
+    assert accuracy_report(lengths, mnist.y_test)["accuracy"] == card["test_accuracy"]

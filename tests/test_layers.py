@@ -169,29 +169,34 @@ def test_routing_model_exposes_couplings():
     assert tuple(couplings.shape) == (2, 3, 10, 1152)
 
 
+@pytest.mark.parametrize("batch", [1, 23])
 @pytest.mark.parametrize("kernel_size, strides, size", [(9, 2, 20), (3, 2, 7), (4, 3, 11), (3, 1, 6)])
-def test_the_cpu_training_convolution_has_the_convolutions_gradients(kernel_size, strides, size):
+def test_the_cpu_training_convolution_has_the_convolutions_gradients(kernel_size, strides, size, batch):
     """`capsnet.patchconv` (the primary capsules' convolution in training on TensorFlow's CPU) computes the input's
-    gradient as a folded matrix product: same values and same gradients as `tf.nn.conv2d`, eagerly and in a graph
-    (where its gradients are ordered), for even and odd image sizes and strides."""
+    gradient as folded matrix products, a few images at a time: same values and same gradients as `tf.nn.conv2d`,
+    eagerly and in a graph (where its gradients are ordered, and the batch may be unknown until it runs), for even
+    and odd image sizes and strides, and batches smaller and larger than its number of pieces."""
     from capsnet import patchconv
 
     rng = np.random.default_rng(3)
-    images = tf.constant(rng.normal(size=(2, size, size, 5)).astype("float32"))
+    images = tf.constant(rng.normal(size=(batch, size, size, 5)).astype("float32"))
     kernel = tf.constant(rng.normal(size=(kernel_size, kernel_size, 5, 6)).astype("float32"))
     out = (size - kernel_size) // strides + 1
-    weights = tf.constant(rng.normal(size=(2, out, out, 6)).astype("float32"))
+    weights = tf.constant(rng.normal(size=(batch, out, out, 6)).astype("float32"))
 
-    def value_and_grads(convolve):
+    def value_and_grads(convolve, images):
         with tf.GradientTape() as tape:
             tape.watch([images, kernel])
             features = convolve(images, kernel)
             loss = tf.reduce_sum(features * weights)
         return [features, *tape.gradient(loss, [images, kernel])]
 
-    expected = value_and_grads(lambda x, k: tf.nn.conv2d(x, k, strides, "VALID"))
+    expected = value_and_grads(lambda x, k: tf.nn.conv2d(x, k, strides, "VALID"), images)
     ours = lambda x, k: patchconv.convolve(x, k, strides)  # noqa: E731
-    for got in (value_and_grads(ours), tf.function(lambda: value_and_grads(ours))()):
+    any_batch = tf.function(lambda x: value_and_grads(ours, x),
+                            input_signature=[tf.TensorSpec((None, size, size, 5), tf.float32)])
+    for got in (value_and_grads(ours, images), tf.function(lambda: value_and_grads(ours, images))(),
+                any_batch(images)):
         for value, reference in zip(got, expected, strict=True):
             assert value.shape == reference.shape
             np.testing.assert_allclose(value, reference, rtol=1e-4, atol=1e-4 * float(tf.reduce_max(tf.abs(reference))))

@@ -150,6 +150,7 @@ def model_card(choice: ModelChoice, config: ModelConfig | CNNConfig) -> dict[str
         card["test_accuracy"] = extra.get("test_accuracy")
         card["trained"] = extra.get("date")
         card["epochs"] = extra.get("epochs_trained")
+        card["interim"] = extra.get("interim")  # shipped from a run still training (publish --unfinished)
     elif choice.run is not None:
         summary = choice.run.summary()
         # validation during training runs on the MNIST test set, as in the reference implementation

@@ -137,11 +137,17 @@ def model_card(run: RunDir, report: dict, data: Dataset, model_name: str, parame
 
 
 def publish(run_dir: str | Path, model_path: Path = PRETRAINED_MODEL, card_path: Path = PRETRAINED_CARD,
-            sweep_digits: int = SWEEP_DIGITS) -> dict:
+            sweep_digits: int = SWEEP_DIGITS, unfinished: bool = False) -> dict:
+    """Ship the run's final model, or with `unfinished` the best checkpoint of a run that is still training or was
+    stopped: its card then says so (`interim`: the checkpoint's epoch of those planned), and the test figure is
+    checked against that epoch's validation, which ran on the same test set."""
     run = RunDir(run_dir)
-    final = run.best_model() if run.read_raw_status().get("state") == "finished" else None
+    state = run.read_raw_status().get("state")
+    epochs = run.epoch_records()  # before the model: a live run may finish another epoch while this one measures
+    final = run.best_model() if state == "finished" or (unfinished and epochs) else None
     if final is None:
-        raise FileNotFoundError(f"{run.path} holds no final model: the run has not finished")
+        raise FileNotFoundError(f"{run.path} holds no final model: the run has not finished"
+                                + ("" if unfinished else " (--unfinished ships its best checkpoint so far)"))
     config = run.read_config()
     data = load_dataset(config.get("dataset", "mnist"))
     net = load_network(final)
@@ -153,10 +159,23 @@ def publish(run_dir: str | Path, model_path: Path = PRETRAINED_MODEL, card_path:
         report = accuracy_report(class_scores(net, data.x_test), data.y_test)
         # The attack curves on as many digits as the affine sweeps (a test publishes a tiny run on a few).
         extra = affine_card_entries(net, data, sweep_digits) | attack_card_entries(net, data, sweep_digits)
+    if state != "finished":
+        extra["interim"] = interim_entry(run, epochs, report["accuracy"], config, state)
     save_model(net, model_path)
     card = model_card(run, report, data, model_path.name, net.eval.count_params(), extra)
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return card
+
+
+def interim_entry(run: RunDir, epochs: list[dict], accuracy: float, config: dict, state: str | None) -> dict:
+    """What an unfinished run's card says of itself. The best checkpoint is the epoch of the best validation, and
+    validation ran on the test set measured here, so the two agree unless the checkpoint changed meanwhile."""
+    best = max(epochs, key=lambda record: record.get("val_accuracy") or 0)
+    if len(run.epoch_records()) != len(epochs) or abs(best.get("val_accuracy", -1) - accuracy) > 0.0005:
+        raise RuntimeError(f"{run.path}'s best checkpoint changed while it was measured (its epoch "
+                           f"{best['epoch'] + 1} validated at {best.get('val_accuracy')}, measured now at "
+                           f"{accuracy:.4f}): publish again")
+    return {"checkpoint_epoch": best["epoch"] + 1, "epochs_planned": config.get("epochs"), "run_state": state}
 
 
 def publish_variant(run_dir: str | Path, variant: Variant, folder: Path | None = None,
@@ -212,6 +231,9 @@ def main() -> None:
     parser.add_argument("--routings-only", action="store_true",
                         help="re-measure the test error at 1 and 3 routing iterations of the shipped model --target "
                              "(default capsnet)")
+    parser.add_argument("--unfinished", action="store_true",
+                        help="ship the best checkpoint of RUN_DIR though it has not finished (still training or "
+                             "stopped); its card says which epoch of how many")
     parser.add_argument("--attacks-only", action="store_true",
                         help="re-measure the attack curves (FGSM, PGD, detection by reconstruction) of the shipped "
                              "model --target (default capsnet)")
@@ -236,7 +258,7 @@ def main() -> None:
               f"{card['epochs_trained']} epochs, {card['test_error_percent_by_routings']} by routing iterations")
         return
     model_path, card_path = SHIPPED[args.target or target_of(RunDir(args.run_dir).read_config())]
-    card = publish(args.run_dir, model_path, card_path)
+    card = publish(args.run_dir, model_path, card_path, unfinished=args.unfinished)
     print(f"test error {card['test_error_percent']:.2f}% ({card['test_errors']} of {card['test_images']}) "
           f"after {card['epochs_trained']} epochs -> {model_path}")
 
