@@ -5,7 +5,7 @@ Four kinds of model file, in the order the picker lists them:
 - `$CAPSNET_WEIGHTS`, when set: an explicit choice (tests and deployments use it) that becomes the default;
 - the shipped pretrained models: `assets/capsnet.keras` (MNIST) with `assets/model_card.json`,
   `assets/capsnet_fashion.keras` (Fashion-MNIST) with `assets/capsnet_fashion_card.json`, and
-  `assets/capsnet_multimnist.keras` (MultiMNIST, two overlapping digits) with its card, once it ships;
+  `assets/capsnet_multimnist.keras` (MultiMNIST, two overlapping digits) with its card (an interim checkpoint);
 - every training run under `capsnet.rundir.runs_root()` (the Train page's runs) that is no longer training and has
   a model file;
 - files uploaded on the Home page: our `.keras` files, or `.h5` weights of the CapsNet-Keras reference.
