@@ -58,7 +58,7 @@ class Dataset:
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("CAPSNET_DATA", "data"))
+    return Path(os.environ.get("CAPSNET_DATA") or "data")  # set but empty: the default, not the working directory
 
 
 def keras_cache_dir() -> Path:
