@@ -210,6 +210,9 @@ class TrainConfig:
                           high=2**32 - 1, integer=True)
     log_every: int = parameter(20, "Log every N steps", "steps between metrics.jsonl records", low=1,
                                high=100_000, integer=True)
+    checkpoint_minutes: float = parameter(10.0, "Checkpoint every N minutes", "also write a checkpoint this often "
+                                          "within an epoch, so that a killed run resumes from there (0: at the end "
+                                          "of each epoch only)", low=0.0, high=1440.0, step=1.0)
     debug: bool = parameter(False, "Write TensorBoard logs", "TensorBoard logs in the run directory")
     model: ModelConfig | CNNConfig = field(default_factory=ModelConfig)
 

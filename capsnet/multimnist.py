@@ -20,10 +20,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-import keras
 import numpy as np
 
 from capsnet.imaging import to_float
+from capsnet.pipeline import BatchStream
 
 FRAME = 36  # pixels a side
 MAX_SHIFT = 4  # pixels, on each axis
@@ -117,33 +117,18 @@ def model_inputs(pairs: Pairs, num_classes: int = 10) -> tuple:
     return (images, one_hot), {"length": one_hot.sum(axis=1), "reconstruction": to_float(pairs.digits)[..., None]}
 
 
-class PairBatches(keras.utils.PyDataset):
+class PairBatches(BatchStream):
     """An endless stream of fresh MultiMNIST batches from a split's digits; `fit` takes `steps_per_epoch` of them.
     Each epoch pairs every digit (in a new order) with a new partner and new shifts."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, first_epoch: int = 0,
-                 num_classes: int = 10):
-        super().__init__()
-        if len(images) == 0:
-            raise ValueError("no training images")
-        self.images, self.labels = images, np.asarray(labels, np.int64)
-        self.batch_size = min(batch_size, len(images))
-        self.seed, self.first_epoch, self.num_classes = seed, first_epoch, num_classes
-        self.steps_per_epoch = len(images) // self.batch_size
-
-    @property
-    def num_batches(self) -> None:
-        return None  # endless: Keras counts the epochs
+                 num_classes: int = 10, *, first_step: int = 0):
+        super().__init__(images, labels, batch_size, seed, first_epoch, first_step)
+        self.num_classes = num_classes
 
     def batch(self, epoch: int, index: int) -> tuple:
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
-        chosen = order[index * self.batch_size:(index + 1) * self.batch_size]
         rng = np.random.default_rng([self.seed, epoch, index])
-        return model_inputs(make_pairs(self.images, self.labels, chosen, rng), self.num_classes)
-
-    def __getitem__(self, position: int) -> tuple:
-        epoch, index = divmod(position, self.steps_per_epoch)
-        return self.batch(self.first_epoch + epoch, index)
+        return model_inputs(make_pairs(self.images, self.labels, self.chosen(epoch, index), rng), self.num_classes)
 
 
 def top_classes(lengths: np.ndarray, k: int = DIGITS) -> np.ndarray:

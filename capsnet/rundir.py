@@ -4,16 +4,17 @@
     <run>/status.json                   state, pid, epoch, message; replaced atomically (temp file + rename)
     <run>/metrics.jsonl                 one JSON object per `log_every` steps ("kind": "step") and per epoch ("epoch")
     <run>/log.csv, log.png              per-epoch losses, accuracies and learning rate, regenerated from metrics.jsonl
-    <run>/checkpoints/last.weights.h5   training state after the last completed epoch (or graceful stop): weights,
-                                        optimizer and, in the same file, the epochs it covers; what --resume loads
-                                        (the architecture is config.json's)
+    <run>/checkpoints/last.weights.h5   training state at the last epoch's end, graceful stop or `checkpoint_minutes`
+                                        mark: weights, optimizer and, in the same file, the epochs and steps it
+                                        covers; what --resume loads (the architecture is config.json's)
     <run>/checkpoints/best.keras        the model with the best validation accuracy so far
     <run>/trained_model.keras           the final model (architecture and weights; `capsnet.inference.load_capsnet`)
     <run>/stdout.log                    the process's output, when launched by the app
     <run>/tensorboard/                  TensorBoard logs (with --debug)
 
 Files are replaced whole (written aside, then renamed) and metrics.jsonl grows by appended lines (readers skip a torn
-last one), so a process killed at any moment leaves a run that `--resume` continues, losing at most one epoch.
+last one), so a process killed at any moment leaves a run that `--resume` continues from the step of its last
+checkpoint, losing at most `checkpoint_minutes` of training (or the epoch, where that is shorter).
 """
 
 from __future__ import annotations
@@ -199,13 +200,17 @@ class RunDir:
             f.write(json.dumps(record) + "\n")
             f.flush()
 
-    def truncate_metrics(self, epochs_completed: int) -> None:
-        """Drop records of epochs not covered by the checkpoint (and a torn last line), so a resumed run logs them
-        once; log.csv follows when it loses an epoch."""
+    def truncate_metrics(self, epochs_completed: int, steps_completed: int = 0) -> None:
+        """Drop records of the steps and epochs the checkpoint does not cover (and a torn last line), so a resumed
+        run logs them once; log.csv follows when it loses an epoch."""
+        def covered(record: dict[str, Any]) -> bool:
+            epoch = record.get("epoch", 0)
+            return epoch < epochs_completed or (
+                epoch == epochs_completed and record.get("kind") == "step" and record.get("step", 0) <= steps_completed)
+
         records = self.read_metrics()
-        kept = [r for r in records if r.get("epoch", 0) < epochs_completed]
-        write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
-        if any(r.get("kind") == "epoch" and r.get("epoch", 0) >= epochs_completed for r in records):
+        write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in records if covered(r)))
+        if any(r.get("kind") == "epoch" and not covered(r) for r in records):
             self.write_epoch_log()
 
     def write_epoch_log(self) -> None:
@@ -241,19 +246,23 @@ class RunDir:
 
     # checkpoints -------------------------------------------------------------------------------------------
     def save_checkpoint(self, save_weights: Callable[[Path], Any], epochs_completed: int,
-                        best_val_accuracy: float) -> None:
+                        best_val_accuracy: float, steps_completed: int = 0, epoch_seconds: float = 0.0) -> None:
         """Write last.weights.h5 (`save_weights`, the model's own) with what it covers inside it, as an attribute:
         one file, written aside and then renamed, so that a process killed at any moment leaves the old checkpoint
-        or the new one, never new weights with an old epoch count."""
+        or the new one, never new weights with an old count. `steps_completed` and `epoch_seconds`: how far into
+        the next epoch the weights are, and the training time that part took (0 at an epoch's end)."""
+        state = {"epochs_completed": epochs_completed, "best_val_accuracy": best_val_accuracy}
+        if steps_completed:
+            state |= {"steps_completed": steps_completed, "epoch_seconds": epoch_seconds}
         with written_whole(self.last_checkpoint) as partial:
             save_weights(partial)
             with h5py.File(partial, "r+") as f:
-                f.attrs[CHECKPOINT_STATE] = json.dumps(
-                    {"epochs_completed": epochs_completed, "best_val_accuracy": best_val_accuracy})
+                f.attrs[CHECKPOINT_STATE] = json.dumps(state)
 
     def checkpoint_state(self) -> dict[str, Any]:
-        """{"epochs_completed", "best_val_accuracy"} of the last checkpoint; {} without one. (Earlier versions kept
-        them beside the weights, in state.json.)"""
+        """{"epochs_completed", "best_val_accuracy"} of the last checkpoint, and "steps_completed",
+        "epoch_seconds" for one written in the middle of an epoch; {} without one. (Earlier versions kept them
+        beside the weights, in state.json.)"""
         try:
             with h5py.File(self.last_checkpoint, "r") as f:
                 return json.loads(f.attrs[CHECKPOINT_STATE])

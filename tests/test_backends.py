@@ -48,26 +48,49 @@ def test_training_on_jax_needs_no_tensorflow(tmp_path, mnist):
     np.savez(tmp_path / "mnist.npz", x_train=mnist.x_train[:200], y_train=mnist.y_train[:200],
              x_test=mnist.x_test[:100], y_test=mnist.y_test[:100])
     report = run_on("jax", f"""
-        import json, sys
+        import json, signal, sys
+        import keras
         import numpy as np
         from capsnet.config import ModelConfig, TrainConfig
         from capsnet.data import Dataset
+        from capsnet.inference import load_capsnet
         from capsnet.rundir import RunDir
         from capsnet.train import train
 
         with np.load("mnist.npz") as f:
             data = Dataset(f["x_train"], f["y_train"], f["x_test"], f["y_test"], "test")
         model = ModelConfig(**{NARROW.__dict__!r})
-        train(TrainConfig(epochs=2, batch_size=50, model=model), "run", data=data, verbose=0)
+        config = TrainConfig(epochs=2, batch_size=50, model=model)
+        train(config, "run", data=data, verbose=0)
         run = RunDir("run")
+
+        # Stopped at step 3 of epoch 0 (a checkpoint in the middle of JAX's epoch), then resumed.
+        class StopAt(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if batch == 2 and not RunDir("stopped").epoch_records():
+                    signal.raise_signal(signal.SIGTERM)
+
+        train(config, "stopped", data=data, verbose=0, callbacks=[StopAt()])
+        stopped_at = RunDir("stopped").checkpoint_state()
+        train(config, "stopped", resume=True, data=data, verbose=0)
+        difference = max(float(np.abs(a - b).max()) for a, b in zip(
+            load_capsnet("run/trained_model.keras").get_weights(),
+            load_capsnet("stopped/trained_model.keras").get_weights()))
         print(json.dumps({{"status": run.read_status(), "epochs": run.epoch_records(),
-                          "tensorflow": "tensorflow" in sys.modules}}))
+                          "tensorflow": "tensorflow" in sys.modules, "stopped_at": stopped_at,
+                          "resumed_epochs": RunDir("stopped").epoch_records(), "difference": difference}}))
     """, tmp_path, block_tensorflow=True)
     assert not report["tensorflow"]
     assert report["status"]["state"] == "finished" and report["status"]["backend"] == "jax"
     losses = [epoch["loss"] for epoch in report["epochs"]]
     assert len(losses) == 2 and losses[1] < losses[0]  # it learns
     assert (tmp_path / "run" / "trained_model.keras").is_file()
+    assert report["epochs"][1]["val_accuracy"] > 0  # validated
+    # A checkpoint in the middle of an epoch holds JAX's state of that step: the resumed run ends where the
+    # uninterrupted one did (three Adam steps more or less would move weights by ~1e-3).
+    assert report["stopped_at"]["epochs_completed"] == 0 and report["stopped_at"]["steps_completed"] == 3
+    assert [e.get("resumed_at_step") for e in report["resumed_epochs"]] == [3, None]
+    assert report["difference"] < 1e-5
 
 
 def test_model_files_cross_backends(tmp_path):

@@ -66,6 +66,9 @@ def test_the_same_seed_gives_the_same_training_pairs(mnist):
     # A resumed run (starting at epoch 1) sees what an uninterrupted one sees at epoch 1.
     resumed = multimnist.PairBatches(images, labels, 50, seed=3, first_epoch=1)
     assert np.array_equal(resumed[0][0][0], first[first.steps_per_epoch][0][0])
+    # ... and one resumed in the middle of an epoch what it would have seen from that step on.
+    mid_epoch = multimnist.PairBatches(images, labels, 50, seed=3, first_epoch=1, first_step=7)
+    assert np.array_equal(mid_epoch[0][0][0], first[first.steps_per_epoch + 7][0][0])
     # The targets: both classes for the margin loss, each digit's own image for its reconstruction.
     assert x.shape == (50, 36, 36, 1) and one_hot.shape == (50, 2, 10)
     assert (targets["length"].sum(axis=1) == 2).all() and targets["length"].max() == 1

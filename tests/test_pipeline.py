@@ -1,6 +1,7 @@
 """The NumPy input pipeline: the paper's shifts, and batches that depend only on (seed, epoch)."""
 
 import numpy as np
+import pytest
 
 from capsnet.model import CapsNet
 from capsnet.pipeline import TrainingBatches, random_shifts
@@ -42,5 +43,11 @@ def test_batches_depend_only_on_seed_and_position_in_the_run():
     resumed = TrainingBatches(images, labels, 64, 0.1, seed=4, first_epoch=1, example=CapsNet.training_example)
     for i in range(4):
         np.testing.assert_array_equal(resumed[i][0][0], second_epoch[i])
+    # a run resumed at step 3 of epoch 0: the rest of that epoch, then the next, as an uninterrupted run saw them
+    mid_epoch = TrainingBatches(images, labels, 64, 0.1, seed=4, first_step=3, example=CapsNet.training_example)
+    for i, expected in enumerate([first_epoch[3], *second_epoch]):
+        np.testing.assert_array_equal(mid_epoch[i][0][0], expected)
+    with pytest.raises(ValueError, match="first_step must be in"):
+        TrainingBatches(images, labels, 64, 0.1, seed=4, first_step=4, example=CapsNet.training_example)
     small = TrainingBatches(images[:10], labels[:10], 64, 0.1, seed=4, example=CapsNet.training_example)
     assert small.steps_per_epoch == 1 and small[0][0][0].shape == (10, 28, 28, 1)

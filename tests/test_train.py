@@ -1,7 +1,9 @@
 """Training for real on MNIST: the network learns, the run directory is written, and resume continues a run."""
 
+import dataclasses
 import json
 import re
+import signal
 
 import h5py
 import keras
@@ -75,6 +77,69 @@ def test_resume_discards_records_of_an_interrupted_epoch(mnist, tmp_path):
     config.epochs = 2
     train(config, run.path, resume=True, data=data, verbose=0)
     assert [s["global_step"] for s in run.step_records()] == list(range(1, 9))
+
+
+class InterruptAt(keras.callbacks.Callback):
+    """At the end of step `step` (from 1) of epoch `epoch`: SIGTERM this process (what Stop does), or crash. Keeps
+    every epoch's logs, to see afterwards what validation added to them."""
+
+    def __init__(self, epoch: int, step: int, how: str):
+        super().__init__()
+        self.at, self.how, self.epoch_logs = (epoch, step), how, {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch + 1) == self.at and self.how == "stop":
+            signal.raise_signal(signal.SIGTERM)
+        if (self.epoch, batch + 1) == self.at and self.how == "crash":
+            raise RuntimeError("the process died here")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_logs[epoch] = logs  # the dict itself: the run's callbacks fill it after this one
+
+
+def final_weights(run: RunDir) -> list[np.ndarray]:
+    return load_capsnet(run.final_model).get_weights()
+
+
+def test_a_run_stopped_or_killed_mid_epoch_resumes_at_its_step_as_if_never_interrupted(mnist, tmp_path):
+    """Two epochs of 4 steps, uninterrupted; stopped at step 2 of epoch 0 and resumed; crashed at step 3 of epoch 1
+    with a checkpoint after every step and resumed. Both interrupted runs end with the uninterrupted run's weights:
+    they resumed at the step their checkpoint was written, on the batches the uninterrupted run saw then."""
+    data = small(mnist, 200, 100)
+    whole, stopped, crashed = (RunDir(tmp_path / name) for name in ("whole", "stopped", "crashed"))
+    config = TrainConfig(epochs=2, batch_size=50, log_every=1)
+    train(config, whole.path, data=data, verbose=0)
+
+    stop = InterruptAt(epoch=0, step=2, how="stop")
+    train(config, stopped.path, data=data, verbose=0, callbacks=[stop])
+    assert stopped.read_status()["state"] == "stopped"
+    assert stopped.checkpoint_state() == {"epochs_completed": 0, "steps_completed": 2, "best_val_accuracy": -1.0,
+                                          "epoch_seconds": pytest.approx(stopped.checkpoint_state()["epoch_seconds"])}
+    with h5py.File(stopped.last_checkpoint, "r") as f:
+        assert f["optimizer/vars/0"][()] == 2  # Adam's step counter: the weights of exactly two steps
+    assert "val_loss" not in stop.epoch_logs[0]  # the cut epoch is not validated
+    assert not stopped.epoch_records() and [s["step"] for s in stopped.step_records()] == [1, 2]
+    train(config, stopped.path, resume=True, data=data, verbose=0)
+
+    crash = InterruptAt(epoch=1, step=3, how="crash")
+    with pytest.raises(RuntimeError, match="died here"):
+        train(dataclasses.replace(config, checkpoint_minutes=1e-9), crashed.path, data=data, verbose=0,
+              callbacks=[crash])
+    assert "val_loss" in crash.epoch_logs[0]
+    assert crashed.checkpoint_state()["epochs_completed"] == 1 and crashed.checkpoint_state()["steps_completed"] == 2
+    train(config, crashed.path, resume=True, data=data, verbose=0)
+
+    expected = final_weights(whole)
+    for run, resumed_at in ((stopped, {0: 2}), (crashed, {1: 2})):
+        assert run.read_status()["state"] == "finished"
+        # Two Adam steps more or less (an epoch redone from its start) move weights by ~1e-3: far outside this.
+        for got, want in zip(final_weights(run), expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+        assert [s["global_step"] for s in run.step_records()] == list(range(1, 9))  # each step once
+        assert {e["epoch"]: e.get("resumed_at_step") for e in run.epoch_records()} == {0: None, 1: None, **resumed_at}
 
 
 def test_a_loss_that_becomes_nan_fails_the_run_and_keeps_the_last_good_checkpoint(mnist, tmp_path):
