@@ -273,6 +273,15 @@ class RunDir:
         except (OSError, json.JSONDecodeError):
             return {}
 
+    def checkpoint_position(self) -> str | None:
+        """Where the last checkpoint is, as people count epochs ("the end of epoch 3", "epoch 4, step 150");
+        None without one."""
+        state = self.checkpoint_state()
+        if not state:
+            return None
+        epochs, steps = state.get("epochs_completed", 0), state.get("steps_completed", 0)
+        return f"epoch {epochs + 1}, step {steps}" if steps else f"the end of epoch {epochs}"
+
     def remove_partial_checkpoints(self) -> None:
         """Delete what a process killed while writing a checkpoint left (`capsnet.files.partial_writes`)."""
         remove_partial_writes(self.checkpoint_dir)

@@ -341,7 +341,9 @@ def fit(config: TrainConfig, run: RunDir, checkpoint: dict[str, Any], weights: s
         raise TrainingDiverged(divergence.failure + ("; there is no checkpoint yet" if kept is None else
                                                      f"; the last good checkpoint (epoch {kept}) is kept"))
     if stop.requested:
-        run.write_status("stopped", message="stopped by request; resume continues from the last checkpoint")
+        where = run.checkpoint_position()
+        run.write_status("stopped", message=f"stopped by request; resume continues from {where}" if where else
+                         "stopped by request before the first checkpoint; resume starts over")
         return net
     save_model(net, run.final_model)
     epochs = run.epoch_records()

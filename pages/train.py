@@ -68,7 +68,9 @@ def launch_form(root) -> None:
                                            "starting at the chosen one.")
         params |= {name: parameter_input(column, name)
                    for name, column in zip(("precision", "log_every", "seed"), c[2:], strict=True)}
-        params["debug"] = parameter_input(st, "debug")
+        c = st.columns(5, vertical_alignment="bottom")
+        params["checkpoint_minutes"] = parameter_input(c[0], "checkpoint_minutes")
+        params["debug"] = parameter_input(c[1], "debug")
         st.caption(f"Precision on {device.label}: {resources.auto_precision(device.key != launch.CPU)}.")
         if note := jax_cpu_note(params["precision"], gpus=[] if device.key == launch.CPU else [device.name]):
             st.warning(note.removeprefix("note: "))
@@ -129,7 +131,8 @@ def confirm_delete(run: RunDir, root) -> None:
 def show_status_message(run: RunDir, status: dict) -> None:
     run_state = status.get("state")
     if run_state in ("failed", "interrupted"):
-        resume = " Resume continues from the last checkpoint." if run.last_checkpoint.is_file() else ""
+        where = run.checkpoint_position()
+        resume = f" Resume continues from its checkpoint at {where}." if where else ""
         st.error(f"{status.get('message') or f'The run is {run_state}.'}{resume}")
         tail = run.stdout_tail(15)
         if tail:

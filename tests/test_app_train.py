@@ -7,6 +7,7 @@ import signal
 import time
 from pathlib import Path
 
+import h5py
 import pytest
 from conftest import REPO
 from streamlit.testing.v1 import AppTest
@@ -195,11 +196,15 @@ def test_overlay_failed_logs_and_interrupted_runs(tmp_path, random_model):
     failed = fake_run(root, "20250102-000000-bad", "failed", epochs=1, message="ValueError: boom")
     failed.stdout_file.write_text("run directory: x\nTraceback (most recent call last):\nValueError: boom\n")
     cut = fake_run(root, "20250103-000000-cut", "running", pid=2**22 + 1)  # no such process: kill -9'd
+    cut.checkpoint_dir.mkdir()  # a checkpoint written in the middle of its third epoch
+    cut.save_checkpoint(lambda path: h5py.File(path, "w").close(), epochs_completed=2, best_val_accuracy=0.7,
+                        steps_completed=150, epoch_seconds=60.0)
 
     at = page()
     assert at.selectbox(key="train.watched").value == cut.name  # newest first
     assert "interrupted" in heading(at) and at.button(key="train.resume").disabled is False
     assert "without writing a final status" in at.error[0].value
+    assert "Resume continues from its checkpoint at epoch 3, step 150." in at.error[0].value
     states = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["state"], strict=True))
     assert states == {cut.name: "interrupted", failed.name: "failed", good.name: "finished"}
 

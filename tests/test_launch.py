@@ -93,6 +93,7 @@ def test_stop_then_resume_logs_every_epoch_once(runs):
     state = run.checkpoint_state()
     at = state["epochs_completed"] * 12 + state.get("steps_completed", 0)
     assert at == run.step_records()[-1]["global_step"] >= 2
+    assert status["message"] == f"stopped by request; resume continues from {run.checkpoint_position()}"
     with pytest.raises(launch.LaunchError, match="not running"):
         launch.stop(run)
 

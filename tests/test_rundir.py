@@ -138,8 +138,10 @@ def weights_saver(value: int):
 def test_a_checkpoint_and_the_epochs_it_covers_are_one_file(tmp_path):
     run = RunDir(tmp_path / "run")
     assert run.checkpoint_state() == {}
+    assert run.checkpoint_position() is None
     run.save_checkpoint(weights_saver(1), epochs_completed=1, best_val_accuracy=0.5)
     assert run.checkpoint_state() == {"epochs_completed": 1, "best_val_accuracy": 0.5}
+    assert run.checkpoint_position() == "the end of epoch 1"
 
     def dies_while_writing(path):
         weights_saver(2)(path)
@@ -158,6 +160,24 @@ def test_a_checkpoint_and_the_epochs_it_covers_are_one_file(tmp_path):
     assert [p.name.split(".part-")[0] for p in partial_writes(run.checkpoint_dir)] == [".last.weights.h5"]
     run.remove_partial_checkpoints()
     assert [p.name for p in run.checkpoint_dir.iterdir()] == ["last.weights.h5"]
+
+
+def test_a_checkpoint_inside_an_epoch_keeps_the_records_of_its_steps(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    for epoch in range(2):
+        for step in range(1, 5):
+            run.append_metrics({"kind": "step", "epoch": epoch, "step": step, "global_step": 4 * epoch + step})
+        run.append_metrics({"kind": "epoch", "epoch": epoch, "loss": 0.5, "accuracy": 0.5})
+    run.save_checkpoint(weights_saver(1), epochs_completed=1, best_val_accuracy=0.5, steps_completed=2,
+                        epoch_seconds=12.5)
+    assert run.checkpoint_state() == {"epochs_completed": 1, "best_val_accuracy": 0.5, "steps_completed": 2,
+                                      "epoch_seconds": 12.5}
+    assert run.checkpoint_position() == "epoch 2, step 2"
+    run.truncate_metrics(1, 2)  # what the resumed process does first: steps 3-4 and epoch 1's record go
+    assert [(r["kind"], r["epoch"], r.get("step")) for r in run.read_metrics()] == [
+        *(("step", 0, s) for s in range(1, 5)), ("epoch", 0, None), ("step", 1, 1), ("step", 1, 2)]
+    assert [int(row["epoch"]) for row in run.read_log_csv()] == [0]
 
 
 def test_checkpoints_of_earlier_versions_keep_their_state_beside_the_weights(tmp_path):
