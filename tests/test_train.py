@@ -116,8 +116,9 @@ def test_a_run_stopped_or_killed_mid_epoch_resumes_at_its_step_as_if_never_inter
     stop = InterruptAt(epoch=0, step=2, how="stop")
     train(config, stopped.path, data=data, verbose=0, callbacks=[stop])
     assert stopped.read_status()["state"] == "stopped"
-    assert stopped.checkpoint_state() == {"epochs_completed": 0, "steps_completed": 2, "best_val_accuracy": -1.0,
-                                          "epoch_seconds": pytest.approx(stopped.checkpoint_state()["epoch_seconds"])}
+    state = stopped.checkpoint_state()
+    assert state.pop("epoch_seconds") > 0  # the time the cut epoch took, for its record once it is finished
+    assert state == {"epochs_completed": 0, "steps_completed": 2, "best_val_accuracy": -1.0}
     with h5py.File(stopped.last_checkpoint, "r") as f:
         assert f["optimizer/vars/0"][()] == 2  # Adam's step counter: the weights of exactly two steps
     assert "val_loss" not in stop.epoch_logs[0]  # the cut epoch is not validated
