@@ -203,7 +203,6 @@ class RunRecorder(keras.callbacks.Callback):
         sync = getattr(self.model, "jax_state_sync", None)  # JAX's fit keeps them outside the variables mid-epoch
         if steps_completed and sync is not None:
             sync()
-        self.run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.run.save_checkpoint(self.model.save_weights, epochs_completed, self.best_val_accuracy, steps_completed,
                                  time.perf_counter() - self.epoch_start if steps_completed else 0.0)
         self.checkpoint_time = time.perf_counter()
