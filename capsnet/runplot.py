@@ -10,7 +10,8 @@ from capsnet.files import written_whole
 
 
 def plot_epoch_log(epochs: list[dict[str, Any]], path: Path, losses: Sequence[str], accuracies: Sequence[str]) -> None:
-    """The `losses` (log scale) and `accuracies` of each epoch record, as far as every record has them."""
+    """The `losses` (log scale) and `accuracies` of the epoch records that have them (a run restored from a card,
+    `capsnet.tools.restore`, knows only its first epochs' validation accuracy)."""
     try:
         import matplotlib
 
@@ -18,18 +19,16 @@ def plot_epoch_log(epochs: list[dict[str, Any]], path: Path, losses: Sequence[st
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    x = [r["epoch"] + 1 for r in epochs]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in losses:
-        if all(key in r for r in epochs):
-            loss_ax.plot(x, [r[key] for r in epochs], label=key)
-    loss_ax.set(xlabel="epoch", title="losses", yscale="log")
-    loss_ax.legend()
-    for key in accuracies:
-        if all(key in r for r in epochs):
-            acc_ax.plot(x, [r[key] for r in epochs], label=key)
-    acc_ax.set(xlabel="epoch", title="accuracy")
-    acc_ax.legend()
+    for ax, keys, title in ((loss_ax, losses, "losses"), (acc_ax, accuracies, "accuracy")):
+        for key in keys:
+            points = [(r["epoch"] + 1, r[key]) for r in epochs if r.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points, strict=True), label=key)
+        ax.set(xlabel="epoch", title=title)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    loss_ax.set_yscale("log")
     fig.tight_layout()
     with written_whole(path) as partial:
         fig.savefig(partial, dpi=100)
