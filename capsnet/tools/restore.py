@@ -23,7 +23,7 @@ from pathlib import Path
 from capsnet.assets import SHIPPED
 from capsnet.config import TrainConfig, digits_per_image
 from capsnet.files import write_text
-from capsnet.inference import load_network
+from capsnet.inference import ModelLoadError, load_network
 from capsnet.losses import compile_for_training
 from capsnet.model import CapsNet, build_network
 from capsnet.rundir import RunDir
@@ -92,7 +92,10 @@ def main() -> None:
     parser.add_argument("target", choices=SHIPPED, help="which shipped model")
     parser.add_argument("run_dir", type=Path, help="the run directory to create")
     args = parser.parse_args()
-    run = restore_run(*SHIPPED[args.target], args.run_dir)
+    try:
+        run = restore_run(*SHIPPED[args.target], args.run_dir)
+    except (OSError, ValueError, KeyError, ModelLoadError) as error:  # no model or card, a finished one, a run
+        parser.exit(2, f"error: {error}\n")
     print(f"{run.path}: {run.read_raw_status()['message']}; continue with\n"
           f"  python -m capsnet train --resume --save_dir {run.path}")
 
