@@ -27,6 +27,7 @@ from capsnet.inference import ModelLoadError, load_network
 from capsnet.losses import compile_for_training
 from capsnet.model import CapsNet, build_network
 from capsnet.rundir import RunDir
+from capsnet.transfer import initial_weights
 
 
 def epoch_records(card: dict, epochs: int) -> list[dict]:
@@ -66,7 +67,7 @@ def restore_run(model_path: Path, card_path: Path, run_dir: str | Path) -> RunDi
     trainee = build_network(config.model, "float32")
     compile_for_training(trainee.train, config.lr, config.lam_recon, config.model.input_shape,
                          digits_per_image(config.dataset))
-    trainee.eval.set_weights(net.eval.get_weights())
+    initial_weights(trainee, net)
     trainee.train.optimizer.build(trainee.train.trainable_variables)
     run.checkpoint_dir.mkdir()
     run.save_checkpoint(trainee.train.save_weights, epochs, card["best_val_accuracy"])
@@ -81,8 +82,8 @@ def restore_run(model_path: Path, card_path: Path, run_dir: str | Path) -> RunDi
     sessions = [{**session, "restored": True} for session in training.get("per_session", [])]
     run.write_status("stopped", sessions=sessions, restored_from=restored,
                      device=training.get("device"), precision=training.get("precision"),
-                     message=f"restored from {restored['model']} (epoch {epochs}); resume continues from the end of "
-                             f"epoch {epochs} with a fresh optimizer state")
+                     message=f"restored from {restored['model']}; resume continues from "
+                             f"{run.checkpoint_position()} with a fresh optimizer state")
     return run
 
 
