@@ -116,7 +116,9 @@ def build_parser() -> Parser:
     # The training parameters, from their one definition (capsnet.config.train_parameters). Three default to the
     # run's or the model's own where that applies, so their flags default to "not given".
     own = {"epochs": "with --resume, the run's own", "dataset": "with -t: the one the model was trained on",
-           "routings": "with -t: the model's own"}
+           "routings": "with -t: the model's own",
+           "lr": "with --resume, given: the rate where it resumes, decaying from there",
+           "lr_decay": "with --resume, given: the decay from where it resumes on"}
     for name, (spec, default) in train_parameters().items():
         flags = ["-r", "--routings"] if name == "routings" else [f"--{name}"]
         if spec.switch:
@@ -216,9 +218,15 @@ def cmd_train(args) -> None:
         if not args.save_dir:
             raise UserError("--resume needs --save_dir: the run directory to continue")
         save_dir = Path(args.save_dir)
-        # A resumed run keeps its own hyperparameters; only --epochs may extend it.
+        # A resumed run keeps its own hyperparameters; --epochs may extend it, and --lr or --lr_decay give it a new
+        # schedule from the epoch it resumes in (the config records where).
         config = run_config(save_dir)
         config.epochs = args.epochs or config.epochs
+        if args.lr is not None or args.lr_decay is not None:
+            resumes_in = RunDir(save_dir).checkpoint_state().get("epochs_completed", 0)
+            config = config.with_lr_change(resumes_in, args.lr, args.lr_decay)
+            print(f"learning rate from epoch {resumes_in + 1} on: {config.learning_rate(resumes_in):.3g}, "
+                  f"x {config.lr_changes[-1]['lr_decay']} per epoch", flush=True)
     else:
         config = new_config(args)
         if args.model == "cnn" and digits_per_image(config.dataset) > 1:
@@ -274,7 +282,9 @@ def new_config(args):
 
     given = {name: getattr(args, name) for name in train_parameters()}
     routings = given.pop("routings") or ModelConfig.routings
-    given |= {"dataset": args.dataset or TrainConfig.dataset, "epochs": args.epochs or TrainConfig.epochs}
+    given |= {"dataset": args.dataset or TrainConfig.dataset, "epochs": args.epochs or TrainConfig.epochs,
+              "lr": TrainConfig.lr if args.lr is None else args.lr,
+              "lr_decay": TrainConfig.lr_decay if args.lr_decay is None else args.lr_decay}
     return TrainConfig(**given, model=CNNConfig() if args.model == "cnn" else ModelConfig(routings=routings))
 
 

@@ -215,11 +215,32 @@ class TrainConfig:
                                           "of each epoch only)", low=0.0, high=1440.0, step=1.0)
     debug: bool = parameter(False, "Write TensorBoard logs", "TensorBoard logs in the run directory")
     model: ModelConfig | CNNConfig = field(default_factory=ModelConfig)
+    # Where a resumed run was given a new schedule (`with_lr_change`): from each {"epoch", "lr", "lr_decay"} on,
+    # the learning rate is lr * lr_decay ** (epoch - that epoch). Empty for a run that kept lr and lr_decay.
+    lr_changes: list[dict[str, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # The network records its dataset, so that a model file names its classes wherever it goes, and takes the
         # dataset's image size.
         self.model = dataclasses.replace(self.model, dataset=self.dataset, input_shape=image_shape(self.dataset))
+
+    def learning_rate(self, epoch: int) -> float:
+        """The learning rate of `epoch` (from 0): lr * lr_decay ** epoch, or the latest change's schedule."""
+        start = {"epoch": 0, "lr": self.lr, "lr_decay": self.lr_decay}
+        for change in self.lr_changes:
+            if change["epoch"] <= epoch:
+                start = change
+        return start["lr"] * start["lr_decay"] ** (epoch - start["epoch"])
+
+    def with_lr_change(self, epoch: int, lr: float | None = None, lr_decay: float | None = None) -> TrainConfig:
+        """This config with a new schedule from `epoch` on: `lr` there (default: what the schedule gave it, so the
+        rate goes on smoothly) decaying by `lr_decay` per epoch (default: the decay it had). Changes at `epoch` or
+        later are replaced; earlier epochs keep the rates they were trained with."""
+        kept = [change for change in self.lr_changes if change["epoch"] < epoch]
+        current = ({"lr_decay": self.lr_decay}, *kept)[-1]["lr_decay"]
+        change = {"epoch": epoch, "lr": self.learning_rate(epoch) if lr is None else lr,
+                  "lr_decay": current if lr_decay is None else lr_decay}
+        return dataclasses.replace(self, lr_changes=[*kept, change])
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

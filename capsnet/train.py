@@ -318,7 +318,7 @@ def fit(config: TrainConfig, run: RunDir, checkpoint: dict[str, Any], weights: s
         resume_at = (initial_epoch, initial_step, checkpoint.get("epoch_seconds", 0.0))
         callbacks = [
             *extra_callbacks,
-            keras.callbacks.LearningRateScheduler(lambda epoch: config.lr * config.lr_decay ** epoch),
+            keras.callbacks.LearningRateScheduler(config.learning_rate),
             stop,
             ValidateCompleteEpochs(validation, config.batch_size),
             divergence,

@@ -84,13 +84,19 @@ def test_reference_style_testing_flag(trained_run, tiny, tmp_path):
     assert (tmp_path / "real_and_recon.png").is_file() and (tmp_path / "manipulate-7.png").is_file()
 
 
-def test_resume_extends_a_finished_run(trained_run, tiny):
+def test_resume_extends_a_finished_run_with_a_new_schedule(trained_run, tiny):
     run, _ = trained_run
-    result = capsnet("train", "--resume", "--save_dir", run, "--epochs", 2, data=tiny)
+    result = capsnet("train", "--resume", "--save_dir", run, "--epochs", 3, "--lr_decay", 0.5, data=tiny)
     assert result.returncode == 0, result.stderr[-3000:]
-    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()
+    assert "learning rate from epoch 2 on: 0.0009, x 0.5 per epoch" in result.stdout
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
               if '"kind": "epoch"' in line]
-    assert epochs == [0, 1]
+    assert [e["epoch"] for e in epochs] == [0, 1, 2]
+    # Epoch 0 was trained at 0.001; the new decay applies from epoch 1 on, from the rate the old schedule gave it.
+    assert [e["lr"] for e in epochs] == pytest.approx([0.001, 0.0009, 0.00045])
+    config = json.loads((run / "config.json").read_text())
+    assert (config["lr"], config["lr_decay"]) == (0.001, 0.9)
+    assert config["lr_changes"] == [{"epoch": 1, "lr": pytest.approx(0.0009), "lr_decay": 0.5}]
 
 
 def test_data_command_reports_its_source():

@@ -1,8 +1,11 @@
 """The Train page's computations: progress and ETA, the runs table, reconstruction strips."""
 
+import json
+
 import numpy as np
 import pytest
 
+from capsnet.config import TrainConfig
 from capsnet.explorer import dashboard
 from capsnet.explorer.explore import one_per_class
 from capsnet.imaging import real_over_reconstruction
@@ -51,3 +54,10 @@ def test_real_over_reconstruction_puts_originals_over_reconstructions():
     single = real_over_reconstruction(np.full((28, 28), 255, np.uint8), np.zeros((28, 28)), gap=1)
     assert single.shape == (57, 28) and single[0, 0] == 1.0 and single[-1, 0] == 0.0  # uint8 scaled once
     assert one_per_class(np.array([3, 1, 1, 0, 3])).tolist() == [3, 1, 0]  # first 0, first 1, first 3
+
+
+def test_the_runs_table_shows_a_changed_schedule():
+    config = json.loads(TrainConfig(dataset="multimnist").with_lr_change(11, lr_decay=0.99).to_json())
+    summary = dashboard.config_summary(config)
+    assert "lr 0.001 · decay 0.9" in summary and "from epoch 12: lr 0.000314, decay 0.99" in summary
+    assert "from epoch" not in dashboard.config_summary(json.loads(TrainConfig().to_json()))

@@ -80,6 +80,8 @@ def config_summary(config: dict[str, Any]) -> str:
     parts = [config.get("dataset", "?"), f"batch {config.get('batch_size')}", f"lr {config.get('lr')}",
              f"decay {config.get('lr_decay')}", f"λ {config.get('lam_recon')}",
              f"routings {config.get('model', {}).get('routings')}", f"shift {config.get('shift_fraction')}"]
+    parts += [f"from epoch {c['epoch'] + 1}: lr {c['lr']:.3g}, decay {c['lr_decay']}"
+              for c in config.get("lr_changes", [])]
     if config.get("subset"):
         parts.append(f"subset {config['subset']}")
     return " · ".join(parts)

@@ -34,11 +34,11 @@ def epoch_records(card: dict, epochs: int) -> list[dict]:
     """The epoch records of metrics.jsonl as far as the card knows them: each epoch's validation accuracy where it
     has an error-vs-pairs curve (MultiMNIST), the checkpoint's own for its last epoch in any case, and the learning
     rate the schedule gave it. Losses and per-epoch times were not published, so they stay out."""
-    config = card["config"]
+    config = TrainConfig.from_dict(card["config"])
     errors = [error for _, error in card.get("error_vs_pairs_seen", [])][:epochs]
     records = []
     for epoch in range(epochs):
-        record = {"kind": "epoch", "epoch": epoch, "lr": config["lr"] * config["lr_decay"] ** epoch, "restored": True}
+        record = {"kind": "epoch", "epoch": epoch, "lr": config.learning_rate(epoch), "restored": True}
         if epoch < len(errors):
             record["val_accuracy"] = round(1 - errors[epoch], 6)
         records.append(record)
