@@ -224,23 +224,26 @@ class TrainConfig:
         # dataset's image size.
         self.model = dataclasses.replace(self.model, dataset=self.dataset, input_shape=image_shape(self.dataset))
 
-    def learning_rate(self, epoch: int) -> float:
-        """The learning rate of `epoch` (from 0): lr * lr_decay ** epoch, or the latest change's schedule."""
+    def schedule_at(self, epoch: int) -> dict[str, float]:
+        """The schedule in force at `epoch` (from 0): {"epoch": where it starts, "lr": its rate there, "lr_decay"}."""
         start = {"epoch": 0, "lr": self.lr, "lr_decay": self.lr_decay}
         for change in self.lr_changes:
             if change["epoch"] <= epoch:
                 start = change
+        return start
+
+    def learning_rate(self, epoch: int) -> float:
+        """The learning rate of `epoch` (from 0): lr * lr_decay ** epoch, or the latest change's schedule."""
+        start = self.schedule_at(epoch)
         return start["lr"] * start["lr_decay"] ** (epoch - start["epoch"])
 
     def with_lr_change(self, epoch: int, lr: float | None = None, lr_decay: float | None = None) -> TrainConfig:
         """This config with a new schedule from `epoch` on: `lr` there (default: what the schedule gave it, so the
-        rate goes on smoothly) decaying by `lr_decay` per epoch (default: the decay it had). Changes at `epoch` or
-        later are replaced; earlier epochs keep the rates they were trained with."""
-        kept = [change for change in self.lr_changes if change["epoch"] < epoch]
-        current = ({"lr_decay": self.lr_decay}, *kept)[-1]["lr_decay"]
+        rate goes on smoothly) decaying by `lr_decay` per epoch (default: the decay in force). Changes at `epoch`
+        or later are replaced; earlier epochs keep the rates they were trained with."""
         change = {"epoch": epoch, "lr": self.learning_rate(epoch) if lr is None else lr,
-                  "lr_decay": current if lr_decay is None else lr_decay}
-        return dataclasses.replace(self, lr_changes=[*kept, change])
+                  "lr_decay": self.schedule_at(epoch)["lr_decay"] if lr_decay is None else lr_decay}
+        return dataclasses.replace(self, lr_changes=[*(c for c in self.lr_changes if c["epoch"] < epoch), change])
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

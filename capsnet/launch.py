@@ -231,20 +231,30 @@ def stop(run: RunDir) -> None:
             pass
 
 
-def resume(run: RunDir, epochs: int | None = None) -> RunDir:
+def resume(run: RunDir, epochs: int | None = None, lr: float | None = None, lr_decay: float | None = None) -> RunDir:
     """Continue a stopped, interrupted or failed run from its last checkpoint (`--resume`), on the devices it was
-    launched on. A run that died before its first checkpoint starts over with its original command."""
+    launched on; or a finished one, with more `epochs`. `lr` and `lr_decay` give it a new learning-rate schedule
+    from the epoch it resumes in (`TrainConfig.with_lr_change`). A run that died before its first checkpoint starts
+    over with its original command."""
     status = run.read_status()
     if status.get("state") in ACTIVE_STATES:
         raise LaunchError(f"run {run.name} is still {status['state']}")
+    changes = {name: value for name, value in (("epochs", epochs), ("lr", lr), ("lr_decay", lr_decay))
+               if value is not None}
+    try:
+        changes = check_train_parameters(changes)
+    except ValueError as error:
+        raise LaunchError(str(error)) from None
     devices = list(status.get("devices") or sorted(devices_of(status)))
     check_free(devices, run.path.parent, exclude=run)
     if run.last_checkpoint.is_file():
         argv = [sys.executable, "-m", "capsnet", "train", "--resume", "--save_dir", str(run.path)]
-        argv += ["--epochs", str(epochs)] if epochs else []
+        argv += [arg for name, value in changes.items() for arg in (f"--{name}", str(value))]
         argv += ["--backend", status["backend"]] if status.get("backend") else []  # as it trained so far
         gpus = [d for d in devices if d != CPU]
         argv += ["--gpus", str(len(gpus))] if len(gpus) > 1 else []
+    elif changes:
+        raise LaunchError(f"run {run.name} has no checkpoint to continue with new values; launch a new run")
     elif status.get("command"):
         argv = list(status["command"])
         for leftover in (run.config_file, run.metrics_file, run.log_csv, run.log_png):

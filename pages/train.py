@@ -12,9 +12,10 @@ enter_page("Train", "🏋️")
 
 # Before anything is drawn: the fragment below reruns alone, and importing lazily inside it raced with other reruns.
 from capsnet import launch
+from capsnet.config import TrainConfig
 from capsnet.data import DataUnavailable
 from capsnet.explorer import catalog, dashboard, picker, resources, state
-from capsnet.explorer.trainform import parameter_input, preset_input
+from capsnet.explorer.trainform import continue_inputs, parameter_input, preset_input
 from capsnet.inference import ModelLoadError
 from capsnet.precision import jax_cpu_note
 from capsnet.rundir import ACTIVE_STATES, RunDir, list_runs, runs_root
@@ -115,6 +116,25 @@ def action_buttons(run: RunDir, run_state: str, root) -> None:
         c[4].page_link(PAGES["draw"], label="The explorer uses this run: draw a digit", icon=":material/draw:")
 
 
+def continue_with_changes(run: RunDir, run_state: str) -> None:
+    """Resume (or extend a finished run) with more epochs or a new learning-rate schedule: `--resume --epochs
+    --lr --lr_decay`."""
+    if run_state in ACTIVE_STATES or not run.last_checkpoint.is_file():
+        return
+    resumes_in = run.checkpoint_state().get("epochs_completed", 0)
+    with st.expander("Continue with more epochs or a new learning rate"):
+        try:
+            config = TrainConfig.from_dict(run.read_config())
+        except (TypeError, ValueError, KeyError) as error:
+            st.caption(f"The run's config.json cannot be read: {error}")
+            return
+        changed = continue_inputs(run.name, config, resumes_in)
+        if st.button("Resume with these", key="train.continue", disabled=not changed,
+                     help="The new schedule applies from the epoch the run resumes in; earlier epochs keep theirs."):
+            act(lambda: launch.resume(run, **changed),
+                f"Resumed {run.name} with " + ", ".join(f"{name} {value:g}" for name, value in changed.items()) + ".")
+
+
 def confirm_delete(run: RunDir, root) -> None:
     if st.session_state.get(state.TRAIN_CONFIRM_DELETE) != run.name:
         return
@@ -175,6 +195,7 @@ def live_view(root, names: list[str]) -> None:
     with st.container():
         show_status_message(run, status)
     action_buttons(run, run_state, root)
+    continue_with_changes(run, run_state)
     with st.container():
         confirm_delete(run, root)
 

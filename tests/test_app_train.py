@@ -142,6 +142,21 @@ def test_stop_and_resume_from_the_page(runs_root):
     assert_logged_once(run, epochs=2, steps_per_epoch=12)
     assert chart_points(at)["Loss per step"] == 3 * 24
 
+    # A finished run continues with more epochs and a new decay, from the rate its schedule gives epoch 3.
+    assert at.button(key="train.continue").disabled  # nothing changed yet
+    inputs = {n.key.rsplit(".", 1)[-1]: n for n in at.number_input if n.key.startswith(state.TRAIN_CONTINUE)}
+    assert inputs["lr"].value == pytest.approx(0.001 * 0.9**2) and inputs["lr_decay"].value == 0.9
+    inputs["epochs"].set_value(3)
+    inputs["lr_decay"].set_value(0.5)
+    at.run()
+    at.button(key="train.continue").click().run()
+    assert "Resumed" in at.success[0].value and "lr_decay 0.5" in at.success[0].value
+    poll(at, lambda at: "finished" in heading(at) and len(run.epoch_records()) == 3, "the extended run finished",
+         timeout=200)
+    assert [e["lr"] for e in run.epoch_records()] == pytest.approx([0.001, 0.0009, 0.00081])
+    assert run.read_config()["lr_changes"] == [{"epoch": 2, "lr": pytest.approx(0.00081), "lr_decay": 0.5}]
+    assert "from epoch 3: lr 0.00081, decay 0.5" in at.dataframe[0].value.loc[0, "config"]
+
 
 # --- pages over run directories written here, no trainer processes -----------------------------------------------
 

@@ -59,6 +59,18 @@ def test_delete_refuses_paths_outside_the_root_and_active_runs(tmp_path):
     assert not active.path.exists()
 
 
+def test_resume_refuses_bad_new_values_and_new_values_without_a_checkpoint(tmp_path):
+    run = RunDir(tmp_path / "runs" / "stopped")
+    run.write_status("stopped", devices=["cpu"], command=["python", "-m", "capsnet", "train"])
+    with pytest.raises(launch.LaunchError, match=r"--lr_decay: must be a number in \[0.01, 1\]"):
+        launch.resume(run, lr_decay=1.5)
+    with pytest.raises(launch.LaunchError, match="--epochs"):
+        launch.resume(run, epochs=0)
+    with pytest.raises(launch.LaunchError, match="no checkpoint to continue with new values"):
+        launch.resume(run, lr=1e-4)
+    assert run.read_raw_status()["state"] == "stopped"  # nothing was started
+
+
 def test_runs_without_device_records_hold_the_device_they_name():
     assert launch.devices_of({"devices": ["gpu:1", "gpu:2"]}) == {"gpu:1", "gpu:2"}
     assert launch.devices_of({"device": "CPU (2 cores)"}) == {"cpu"}

@@ -100,6 +100,7 @@ TRAIN_CONFIRM_DELETE = "train.confirm_delete"  # name of the run awaiting "yes, 
 TRAIN_FLASH = "train.flash"  # (kind, text) from the last action, shown once
 TRAIN_FORM = "train.form."  # prefix of the launch form's fields: TRAIN_FORM + a TrainConfig field name
 TRAIN_PRESET = "train.preset"  # the variant (capsnet.variants) whose flags last filled the form ("": none)
+TRAIN_CONTINUE = "train.continue."  # prefix of the "continue with changes" inputs: + run name + "." + field
 
 
 def latent_slider(identity: str, absolute: bool, generation: int, dimension: int) -> str:

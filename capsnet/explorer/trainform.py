@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from capsnet.config import train_parameters
+from capsnet.config import TrainConfig, train_parameters
 from capsnet.explorer import state
 from capsnet.variants import BY_NAME
 
@@ -69,3 +69,25 @@ def preset_input(container: Any) -> None:
                         help="The four variants of the paper's and CapsNet-Keras' results table: 1 or 3 routing "
                              "iterations, with or without the reconstruction loss (lam_recon 0). Choosing one fills "
                              "Routings, lam_recon and the label; everything else stays as it is.")
+
+
+def continue_inputs(run_name: str, config: TrainConfig, resumes_in: int) -> dict[str, Any]:
+    """Epochs, learning rate and decay for resuming a run (`launch.resume`), in three columns, starting from what
+    the run would do anyway; returns the values the user changed, by name."""
+    schedule = {"epochs": config.epochs, "lr": config.learning_rate(resumes_in),
+                "lr_decay": config.schedule_at(resumes_in)["lr_decay"]}
+    labels = {"epochs": "Epochs in all", "lr": f"Learning rate at epoch {resumes_in + 1}",
+              "lr_decay": "LR decay per epoch from there"}
+    chosen = {}
+    for column, (name, current) in zip(st.columns(3), schedule.items(), strict=True):
+        spec = train_parameters()[name][0]
+        key = f"{state.TRAIN_CONTINUE}{run_name}.{name}"
+        st.session_state.setdefault(key, current)
+        if spec.integer:
+            value = column.number_input(labels[name], int(spec.low), int(spec.high), key=key)
+        else:
+            value = column.number_input(labels[name], float(spec.low), float(spec.high), key=key,
+                                        step=spec.step, format="%.3g")
+        if not math.isclose(value, current, rel_tol=1e-6):
+            chosen[name] = value
+    return chosen
