@@ -283,8 +283,7 @@ def new_config(args):
     given = {name: getattr(args, name) for name in train_parameters()}
     routings = given.pop("routings") or ModelConfig.routings
     given |= {"dataset": args.dataset or TrainConfig.dataset, "epochs": args.epochs or TrainConfig.epochs,
-              "lr": TrainConfig.lr if args.lr is None else args.lr,
-              "lr_decay": TrainConfig.lr_decay if args.lr_decay is None else args.lr_decay}
+              "lr": TrainConfig.lr if args.lr is None else args.lr}
     return TrainConfig(**given, model=CNNConfig() if args.model == "cnn" else ModelConfig(routings=routings))
 
 

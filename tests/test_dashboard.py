@@ -57,7 +57,7 @@ def test_real_over_reconstruction_puts_originals_over_reconstructions():
 
 
 def test_the_runs_table_shows_a_changed_schedule():
-    config = json.loads(TrainConfig(dataset="multimnist").with_lr_change(11, lr_decay=0.99).to_json())
+    config = json.loads(TrainConfig(dataset="multimnist", lr_decay=0.9).with_lr_change(11, lr_decay=0.99).to_json())
     summary = dashboard.config_summary(config)
     assert "lr 0.001 · decay 0.9" in summary and "from epoch 12: lr 0.000314, decay 0.99" in summary
     assert "from epoch" not in dashboard.config_summary(json.loads(TrainConfig().to_json()))

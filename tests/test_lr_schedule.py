@@ -7,6 +7,14 @@ import pytest
 from capsnet.config import TrainConfig
 
 
+def test_the_decay_defaults_to_the_datasets_own():
+    """The reference's 0.9 for single digits; for MultiMNIST the authors' 0.96 per 2,000 steps of 128 pairs."""
+    assert TrainConfig().lr_decay == TrainConfig(dataset="fashion_mnist").lr_decay == 0.9
+    assert TrainConfig(dataset="multimnist").lr_decay == pytest.approx(0.96 ** (60_000 / (2_000 * 128)), abs=5e-4)
+    assert TrainConfig(dataset="multimnist", lr_decay=0.9).lr_decay == 0.9  # given, it is kept
+    assert TrainConfig.from_dict({"dataset": "multimnist", "lr_decay": 0.9}).lr_decay == 0.9  # a run's own
+
+
 def test_the_default_schedule_decays_per_epoch():
     config = TrainConfig(lr=0.002, lr_decay=0.5)
     assert [config.learning_rate(e) for e in range(4)] == pytest.approx([0.002, 0.001, 0.0005, 0.00025])

@@ -37,10 +37,12 @@ def parameter_input(container: Any, name: str) -> Any:
         value = container.number_input(label, low, None if spec.high is None else int(spec.high),
                                        step=int(spec.step or 1), key=key, help=help)
         return value or None if spec.unset else value
-    st.session_state.setdefault(key, float(default))
+    st.session_state.setdefault(key, float(default or 0))
     decimals = 1 - math.floor(math.log10(spec.step)) if spec.step else 2
-    return container.number_input(spec.label, float(spec.low), float(spec.high), step=spec.step,
-                                  format=f"%.{decimals}f", key=key, help=help)
+    label = f"{spec.label} (0 = {spec.unset})" if spec.unset else spec.label
+    value = container.number_input(label, 0.0 if spec.unset else float(spec.low), float(spec.high), step=spec.step,
+                                   format=f"%.{decimals}f", key=key, help=help)
+    return value or None if spec.unset else value
 
 
 def preset_label(name: str) -> str:
