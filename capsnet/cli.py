@@ -113,7 +113,7 @@ def build_parser() -> Parser:
                        help="capsule to manipulate: a class number 0-9, or all")
 
     train = commands.add_parser("train", help="train a CapsNet (the default command)")
-    # The training parameters, from their one definition (capsnet.config.train_parameters). Three default to the
+    # The training parameters, from their one definition (capsnet.config.train_parameters). Some default to the
     # run's or the model's own where that applies, so their flags default to "not given".
     own = {"epochs": "with --resume, the run's own", "dataset": "with -t: the one the model was trained on",
            "routings": "with -t: the model's own",

@@ -39,12 +39,15 @@ def image_shape(dataset: str) -> tuple[int, int, int]:
 def digits_per_image(dataset: str) -> int:
     """How many objects each image of `dataset` holds: what the training view's labels and reconstructions hold."""
     return DIGITS_PER_IMAGE.get(dataset, 1)
+
+
 # The learning-rate decay per epoch a dataset trains with unless told otherwise. MNIST and Fashion-MNIST: the
 # reference's 0.9. MultiMNIST, which the reference never trained: the paper's authors' code (TensorFlow models,
 # research/capsules: 0.96 every 2,000 steps of 128), which is 0.96 ** (60,000 / 256,000) = 0.990 per epoch of 60,000
 # pairs. At 0.9 a 50-epoch MultiMNIST run would end at a rate of 6e-6, having seen 5% of the paper's 60M pairs.
 DEFAULT_LR_DECAY = 0.9
 LR_DECAY = {"multimnist": 0.99}
+
 # Compute precisions: mixed_bfloat16 runs convolutions and dense layers in bfloat16 (the capsule math stays float32).
 PRECISIONS = ("mixed_bfloat16", "float32")
 # "auto": mixed_bfloat16 where the hardware computes bfloat16 natively, else float32 (capsnet.precision decides).

@@ -129,7 +129,10 @@ def continue_with_changes(run: RunDir, run_state: str) -> None:
             st.caption(f"The run's config.json cannot be read: {error}")
             return
         changed = continue_inputs(run.name, config, resumes_in)
-        if st.button("Resume with these", key="train.continue", disabled=not changed,
+        ended = run_state == "finished" and changed.get("epochs", config.epochs) <= resumes_in
+        if ended:
+            st.caption(f"The run has trained all {resumes_in} epochs: give it more to continue.")
+        if st.button("Resume with these", key="train.continue", disabled=not changed or ended,
                      help="The new schedule applies from the epoch the run resumes in; earlier epochs keep theirs."):
             act(lambda: launch.resume(run, **changed),
                 f"Resumed {run.name} with " + ", ".join(f"{name} {value:g}" for name, value in changed.items()) + ".")

@@ -146,8 +146,12 @@ def test_stop_and_resume_from_the_page(runs_root):
     assert at.button(key="train.continue").disabled  # nothing changed yet
     inputs = {n.key.rsplit(".", 1)[-1]: n for n in at.number_input if n.key.startswith(state.TRAIN_CONTINUE)}
     assert inputs["lr"].value == pytest.approx(0.001 * 0.9**2) and inputs["lr_decay"].value == 0.9
-    inputs["epochs"].set_value(3)
     inputs["lr_decay"].set_value(0.5)
+    at.run()
+    assert at.button(key="train.continue").disabled  # a finished run continues only with more epochs
+    assert any("give it more to continue" in c.value for c in at.caption)
+    inputs = {n.key.rsplit(".", 1)[-1]: n for n in at.number_input if n.key.startswith(state.TRAIN_CONTINUE)}
+    inputs["epochs"].set_value(3)
     at.run()
     at.button(key="train.continue").click().run()
     assert "Resumed" in at.success[0].value and "lr_decay 0.5" in at.success[0].value
