@@ -74,9 +74,10 @@ def routing_card_entries(net, data: Dataset, routings: tuple[int, ...] = (1, 3))
     return {"test_error_percent_by_routings": errors}
 
 
-def pair_card_entries(run: RunDir, net, data: Dataset) -> tuple[dict, dict]:
-    """A MultiMNIST model on the fixed test pairs (capsnet.multimnist): the report the card's accuracy fields come
-    from, and the card's own entries: the test set's identity, at-least-one accuracy, and error against pairs seen."""
+def pair_card_entries(run: RunDir, net, data: Dataset, epochs: int) -> tuple[dict, dict]:
+    """A MultiMNIST model, trained for `epochs`, on the fixed test pairs (capsnet.multimnist): the report the card's
+    accuracy fields come from, and the card's own entries: the test set's identity, at-least-one accuracy, pairs
+    seen, and the run's error against pairs seen (all its epochs)."""
     pairs = multimnist.test_pairs(data.x_test, data.y_test)
     report = multimnist.pair_report(class_scores(net, pairs.images), pairs.labels)
     config = run.read_config()
@@ -90,15 +91,17 @@ def pair_card_entries(run: RunDir, net, data: Dataset) -> tuple[dict, dict]:
         "test_set": {"pairs": len(pairs), "seed": multimnist.TEST_SEED, "sha256": pairs.checksum(),
                      "rule": "two MNIST test digits of different classes, each shifted by up to 4 px in a 36x36 "
                              "frame, min(a + b, 255)"},
-        "pairs_seen": curve[-1][0] if curve else 0,
+        "pairs_seen": epochs * pairs_per_epoch,
         "error_vs_pairs_seen": curve,
     }
 
 
-def model_card(run: RunDir, report: dict, data: Dataset, model_name: str, parameters: int, robustness: dict) -> dict:
+def model_card(run: RunDir, report: dict, data: Dataset, model_name: str, parameters: int, robustness: dict,
+               epochs: list[dict] | None = None) -> dict:
+    """The card of the model `run` trained in `epochs` (default: all of the run's epoch records)."""
     config = run.read_config()
     status = run.read_raw_status()
-    epochs = run.epoch_records()
+    epochs = run.epoch_records() if epochs is None else epochs
     sessions = status.get("sessions", [])
     commits = sorted({s["git_commit"] for s in sessions if s.get("git_commit")})
     kind = "--model cnn " if config.get("model", {}).get("kind") == "cnn" else ""
@@ -157,8 +160,10 @@ def publish(run_dir: str | Path, model_path: Path = PRETRAINED_MODEL, card_path:
     net = load_network(final)
     # The shipped file names its dataset even where the run's own model file predates that.
     net.model_config = dataclasses.replace(net.config, dataset=config.get("dataset", "mnist"))
+    # What the shipped file was trained in: all of a finished run's epochs, up to the best one of an unfinished run.
+    covered = epochs if state == "finished" else epochs[:best_epoch(epochs) + 1]
     if digits_per_image(net.config.dataset) > 1:  # MultiMNIST: pairs, the paper's metric, no single-digit sweeps
-        report, extra = pair_card_entries(run, net, data)
+        report, extra = pair_card_entries(run, net, data, len(covered))
     else:
         report = accuracy_report(class_scores(net, data.x_test), data.y_test)
         # The attack curves on as many digits as the affine sweeps (a test publishes a tiny run on a few).
@@ -166,7 +171,7 @@ def publish(run_dir: str | Path, model_path: Path = PRETRAINED_MODEL, card_path:
     if state != "finished":
         extra["interim"] = interim_entry(run, epochs, final.stat().st_mtime_ns != written, config, state)
     save_model(net, model_path)
-    card = model_card(run, report, data, model_path.name, net.eval.count_params(), extra)
+    card = model_card(run, report, data, model_path.name, net.eval.count_params(), extra, covered)
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return card
 
@@ -176,10 +181,17 @@ def interim_entry(run: RunDir, epochs: list[dict], replaced: bool, config: dict,
     the run finished another epoch, or `replaced` its best checkpoint, while it was measured. (Validation ran on the
     same test set, but in the run's own precision: under mixed bfloat16 its figure differs a little from the float32
     one measured here.)"""
-    best = max(epochs, key=lambda record: record.get("val_accuracy") or 0)
     if replaced or len(run.epoch_records()) != len(epochs):
         raise RuntimeError(f"{run.path}'s best checkpoint changed while it was measured: publish again")
-    return {"checkpoint_epoch": best["epoch"] + 1, "epochs_planned": config.get("epochs"), "run_state": state}
+    return {"checkpoint_epoch": best_epoch(epochs) + 1, "epochs_planned": config.get("epochs"), "run_state": state,
+            "run_epochs": len(epochs)}
+
+
+def best_epoch(epochs: list[dict]) -> int:
+    """The position in `epochs` of the best validation accuracy: the epoch `checkpoints/best.keras` holds (the
+    first of equals, as the checkpoint is replaced only by a better one)."""
+    accuracies = [record.get("val_accuracy") or 0 for record in epochs]
+    return accuracies.index(max(accuracies))
 
 
 def publish_variant(run_dir: str | Path, variant: Variant, folder: Path | None = None,
