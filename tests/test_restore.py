@@ -68,7 +68,9 @@ def test_a_lost_run_continues_from_its_shipped_interim_model(mnist, tmp_path):
     assert run.read_raw_status()["state"] == "finished"
 
     card = publish(run.path, tmp_path / "final.keras", tmp_path / "final_card.json", sweep_digits=20)
-    assert card["command"] == shipped["command"] and "interim" not in card
+    # The command that makes the run again, in the folder it now lives in.
+    assert card["command"] == shipped["command"].replace("--save_dir lost", "--save_dir again")
+    assert "--epochs 3 --batch_size 50" in card["command"] and "interim" not in card
     assert card["epochs_trained"] == 3 and card["training"]["sessions"] == shipped["training"]["sessions"] + 1
     # Its time: the lost run's, as its card gave it, and the epochs trained since.
     since = sum(r["seconds"] for r in epochs if not r.get("restored"))

@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from capsnet import multimnist
 from capsnet.affine import SWEEP_DIGITS, accuracy_sweeps
 from capsnet.assets import PRETRAINED_CARD, PRETRAINED_MODEL, SHIPPED
 from capsnet.attack import attack_card_entries
-from capsnet.config import digits_per_image
+from capsnet.config import TrainConfig, digits_per_image, train_parameters
 from capsnet.data import Dataset, load_dataset
 from capsnet.evaluate import accuracy_report, class_scores
 from capsnet.imaging import to_uint8
@@ -96,6 +97,39 @@ def pair_card_entries(run: RunDir, net, data: Dataset, epochs: int) -> tuple[dic
     }
 
 
+OPERATIONAL = ("log_every", "checkpoint_minutes", "debug")  # flags that leave the trained model as it is
+
+
+def train_command(config: dict, run_name: str, weights: str | None = None) -> str:
+    """The `python -m capsnet train` that makes a run of `config` again: the dataset, the model kind, the starting
+    weights and every parameter that differs from the CLI's default for that dataset."""
+    defaults = TrainConfig(dataset=config.get("dataset", "mnist"))
+    cnn = config.get("model", {}).get("kind") == "cnn"
+    flags = ["--model cnn"] if cnn else []
+    flags += [f"--dataset {defaults.dataset}"] if defaults.dataset != "mnist" else []
+    flags += [f"-w {weights}"] if weights else []
+    for name in train_parameters():
+        if name in ("dataset", *OPERATIONAL) or (name == "routings" and cnn):
+            continue
+        value = config.get("model", {}).get(name) if name == "routings" else config.get(name)
+        default = defaults.model.routings if name == "routings" else getattr(defaults, name)
+        if value is not None and value != default:
+            flags.append(f"--{name} {value:g}" if isinstance(value, float) else f"--{name} {value}")
+    return " ".join(["python -m capsnet train", *flags, f"--save_dir {run_name}"])
+
+
+def schedule_commands(config: dict, run_name: str) -> list[str]:
+    """How each change of the learning-rate schedule (`TrainConfig.with_lr_change`) was made."""
+    return [f"after epoch {change['epoch']}: python -m capsnet train --resume --lr {change['lr']:.6g} "
+            f"--lr_decay {change['lr_decay']:g} --save_dir {run_name}" for change in config.get("lr_changes", [])]
+
+
+def weights_in(command: str | None) -> str | None:
+    """The `-w` of a command line, if it has one."""
+    words = shlex.split(command or "")
+    return words[words.index("-w") + 1] if "-w" in words[:-1] else None
+
+
 def model_card(run: RunDir, report: dict, data: Dataset, model_name: str, parameters: int, robustness: dict,
                epochs: list[dict] | None = None) -> dict:
     """The card of the model `run` trained in `epochs` (default: all of the run's epoch records)."""
@@ -104,17 +138,16 @@ def model_card(run: RunDir, report: dict, data: Dataset, model_name: str, parame
     epochs = run.epoch_records() if epochs is None else epochs
     sessions = status.get("sessions", [])
     commits = sorted({s["git_commit"] for s in sessions if s.get("git_commit")})
-    kind = "--model cnn " if config.get("model", {}).get("kind") == "cnn" else ""
-    kind += f"--dataset {config['dataset']} " if config.get("dataset", "mnist") != "mnist" else ""
-    start = next((s.get("initial_weights") for s in sessions if s.get("initial_weights")), None)
-    kind += f"-w {start} " if start else ""  # started from a trained model (capsnet.transfer)
-    # A run rebuilt from an earlier card (capsnet.tools.restore) carries that run's command and training time.
+    # A run rebuilt from an earlier card (capsnet.tools.restore) carries that run's start and training time.
     restored = status.get("restored_from") or {}
+    start = next((s.get("initial_weights") for s in sessions if s.get("initial_weights")), None)
+    start = start or weights_in(restored.get("command"))  # started from a trained model (capsnet.transfer)
     return {
         "model": model_name,
-        "command": restored.get("command") or f"python -m capsnet train {kind}--save_dir {run.name}",
+        "command": train_command(config, run.name, start),
         # Each later session continued the same run where the previous one was stopped.
         "resume_command": f"python -m capsnet train --resume --save_dir {run.name}" if len(sessions) > 1 else None,
+        **({"schedule_commands": schedule_commands(config, run.name)} if config.get("lr_changes") else {}),
         "config": config,
         "parameters": parameters,
         "epochs_trained": len(epochs),
