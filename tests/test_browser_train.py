@@ -84,3 +84,17 @@ def test_launch_watch_stop_resume_finish_in_chromium(streamlit_app, browser_page
     (run,) = list_runs(runs_root)
     assert run.read_status()["state"] == "finished"
     assert_logged_once(run, epochs=TINY["epochs"], steps_per_epoch=TINY["subset"] // TINY["batch_size"])
+
+    # Continue the finished run with one more epoch at a new decay: the values typed survive the live fragment's
+    # redraws (every second) until the button is pressed.
+    page.get_by_text("Continue with more epochs or a new learning rate").click()
+    for label, value in (("Epochs in all", 3), ("LR decay per epoch from there", 0.5)):
+        field = page.get_by_label(label, exact=True)
+        field.fill(str(value))
+        field.press("Tab")
+    page.wait_for_timeout(2500)
+    assert page.get_by_label("Epochs in all", exact=True).input_value() == "3"
+    page.get_by_role("button", name="Resume with these").click()
+    wait_page(page, lambda: "finished" in heading(page) and len(run.epoch_records()) == 3,
+              "the continued run to finish", timeout=200)
+    assert run.read_config()["lr_changes"] == [{"epoch": 2, "lr": pytest.approx(0.00081), "lr_decay": 0.5}]
