@@ -80,9 +80,9 @@ def continue_inputs(run_name: str, config: TrainConfig, resumes_in: int) -> dict
                 "lr_decay": config.schedule_at(resumes_in)["lr_decay"]}
     labels = {"epochs": "Epochs in all", "lr": f"Learning rate at epoch {resumes_in + 1}",
               "lr_decay": "LR decay per epoch from there"}
-    chosen = {}
+    parameters, chosen = train_parameters(), {}
     for column, (name, current) in zip(st.columns(3), schedule.items(), strict=True):
-        spec = train_parameters()[name][0]
+        spec = parameters[name][0]
         key = f"{state.TRAIN_CONTINUE}{run_name}.{name}"
         st.session_state.setdefault(key, current)
         if spec.integer:

@@ -75,16 +75,15 @@ def routing_card_entries(net, data: Dataset, routings: tuple[int, ...] = (1, 3))
     return {"test_error_percent_by_routings": errors}
 
 
-def pair_card_entries(run: RunDir, net, data: Dataset, epochs: int) -> tuple[dict, dict]:
-    """A MultiMNIST model, trained for `epochs`, on the fixed test pairs (capsnet.multimnist): the report the card's
-    accuracy fields come from, and the card's own entries: the test set's identity, at-least-one accuracy, pairs
-    seen, and the run's error against pairs seen (all its epochs)."""
+def pair_card_entries(config: dict, epochs: list[dict], covered: int, net, data: Dataset) -> tuple[dict, dict]:
+    """A MultiMNIST model, trained in the first `covered` of its run's `epochs`, on the fixed test pairs
+    (capsnet.multimnist): the report the card's accuracy fields come from, and the card's own entries: the test set's
+    identity, at-least-one accuracy, pairs seen, and the run's error against pairs seen (all its epochs)."""
     pairs = multimnist.test_pairs(data.x_test, data.y_test)
     report = multimnist.pair_report(class_scores(net, pairs.images), pairs.labels)
-    config = run.read_config()
     pairs_per_epoch = len(data.x_train[:config.get("subset") or None]) // config.get("batch_size", 100) * \
         config.get("batch_size", 100)
-    curve = [[(r["epoch"] + 1) * pairs_per_epoch, round(1 - r["val_accuracy"], 6)] for r in run.epoch_records()
+    curve = [[(r["epoch"] + 1) * pairs_per_epoch, round(1 - r["val_accuracy"], 6)] for r in epochs
              if r.get("val_accuracy") is not None]
     return report, {
         "test_error": report["error"],
@@ -92,7 +91,7 @@ def pair_card_entries(run: RunDir, net, data: Dataset, epochs: int) -> tuple[dic
         "test_set": {"pairs": len(pairs), "seed": multimnist.TEST_SEED, "sha256": pairs.checksum(),
                      "rule": "two MNIST test digits of different classes, each shifted by up to 4 px in a 36x36 "
                              "frame, min(a + b, 255)"},
-        "pairs_seen": epochs * pairs_per_epoch,
+        "pairs_seen": covered * pairs_per_epoch,
         "error_vs_pairs_seen": curve,
     }
 
@@ -196,7 +195,7 @@ def publish(run_dir: str | Path, model_path: Path = PRETRAINED_MODEL, card_path:
     # What the shipped file was trained in: all of a finished run's epochs, up to the best one of an unfinished run.
     covered = epochs if state == "finished" else epochs[:best_epoch(epochs) + 1]
     if digits_per_image(net.config.dataset) > 1:  # MultiMNIST: pairs, the paper's metric, no single-digit sweeps
-        report, extra = pair_card_entries(run, net, data, len(covered))
+        report, extra = pair_card_entries(config, epochs, len(covered), net, data)
     else:
         report = accuracy_report(class_scores(net, data.x_test), data.y_test)
         # The attack curves on as many digits as the affine sweeps (a test publishes a tiny run on a few).
